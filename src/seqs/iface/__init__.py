@@ -2,7 +2,7 @@
 
 from .arp import ArpCache, ArpConfig
 from .interface import ErrorHandler, Interface, InterfaceConfig, OutputOwner, TransportHandler
-from .reassembly import ReassemblyConfig, Reassembler
+from .reassembly import Reassembler, ReassemblyConfig
 from .stats import Stats
 from .timers import TimerHeap, TimerOwner
 

@@ -34,7 +34,7 @@ from ..wire import ipv4 as wip
 from ..wire import virtio
 from ..wire.checksum import checksum
 from .arp import ArpCache, ArpConfig
-from .reassembly import ReassemblyConfig, Reassembler
+from .reassembly import Reassembler, ReassemblyConfig
 from .stats import Stats
 from .timers import TimerHeap
 
@@ -340,7 +340,7 @@ class Interface:
             elif self.address != 0 and (dst >> 24) != 127:
                 st.drop("ipv4_not_for_us")
                 return
-        if src == 0xFFFFFFFF or wip.is_multicast(src) or (src >> 24) == 127 and not local:
+        if src == 0xFFFFFFFF or wip.is_multicast(src) or ((src >> 24) == 127 and not local):
             st.drop("ipv4_bad_source")
             return
         st.ipv4_rx += 1
@@ -567,7 +567,7 @@ class Interface:
         """Send an ICMP error about the datagram whose start is ``quote`` (IP header + 8)."""
         if len(quote) < 20:
             return
-        _v, _tos, _tl, _id, ff, _ttl, proto, _ck, src, dst = wip.HDR.unpack_from(quote, 0)
+        _v, _tos, _tl, _id, ff, _ttl, proto, _ck, src, _dst = wip.HDR.unpack_from(quote, 0)
         # RFC 1122 §3.2.2: never about an ICMP error, a non-initial fragment, or a
         # datagram whose source is not a unicast host.
         if ff & wip.OFFSET_MASK or src == 0 or src == 0xFFFFFFFF or wip.is_multicast(src):

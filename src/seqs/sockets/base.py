@@ -35,9 +35,7 @@ def pick_ephemeral_port(rng: random.Random, in_use: Callable[[int], bool]) -> in
 
 
 class Notifier:
-    """Mixin: deferred readiness callbacks."""
-
-    __slots__ = ()
+    """Mixin: deferred readiness callbacks (subclasses declare the slots)."""
 
     iface: Interface
     on_event: Callable[[], None] | None

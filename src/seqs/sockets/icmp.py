@@ -27,7 +27,7 @@ class EchoReply:
 
 
 class PingSocket(Notifier):
-    __slots__ = ("_event_queued", "_replies", "closed", "iface", "ident", "max_queued", "on_event", "sent")
+    __slots__ = ("_event_queued", "_replies", "closed", "ident", "iface", "max_queued", "on_event", "sent")
 
     def __init__(self, iface: Interface) -> None:
         self.iface = iface

@@ -32,7 +32,7 @@ def build_header(src: int, dst: int, sport: int, dport: int, payload: BytesLike,
 
 def _sum8(hdr: bytes) -> int:
     a, b, c, d = HDR.unpack(hdr)
-    return a + b + c + d
+    return int(a + b + c + d)
 
 
 class UdpView:

@@ -1,0 +1,62 @@
+"""The ``seqs`` command line.
+
+Every command prints one clear line on failure and exits non-zero; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+log = logging.getLogger("seqs")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="stdlib logging level (default: warning)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import bench, demo, up
+
+    parser = argparse.ArgumentParser(
+        prog="seqs",
+        description="seqs: a userspace TCP/IP stack in Python.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  seqs demo\n  seqs up --tap tap0 --ip 10.0.0.2/24 --udp-echo 7\n  seqs bench",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in (up, demo, bench):
+        p = module.add_parser(sub)
+        _add_common(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError, RuntimeError) as e:
+        if args.debug:
+            raise
+        print(f"seqs {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The blocking runtime: one loop that waits on the device and the stack's deadline.
+
+:class:`Runner` owns the only clock in a real-time seqs program.  Each turn it
+waits (epoll) until the device is readable or the stack's next deadline comes,
+hands every waiting frame to the stack in one batch, runs what is due, and
+writes out what the stack produced.  It can run in the caller's thread
+(:meth:`run`) or in a background thread (:meth:`start`), in which case the
+stack is shared under :attr:`lock` with user threads (the socket-like facade).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+
+from ..phy.base import Device
+from ..stack import Stack
+
+__all__ = ["Runner"]
+
+_MAX_WAIT = 1.0  # seconds; also bounds how late a stop request is noticed without a wakeup
+_BATCH = 64  # frames per wakeup before the stack's timers get a turn
+
+
+class Runner:
+    def __init__(self, stack: Stack, device: Device, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if stack.iface.config.vnet_hdr != device.vnet_hdr:
+            raise ValueError("stack and device disagree about the virtio-net header")
+        self.stack = stack
+        self.device = device
+        self.clock = clock
+        #: guards the stack when a background thread runs it
+        self.lock = threading.RLock()
+        #: notified (under ``lock``) after every turn that changed something
+        self.changed = threading.Condition(self.lock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._waiting_until = 0.0
+        self._epoll = select.epoll()
+        self._dev_fd = device.fileno()
+        if self._dev_fd >= 0:
+            self._epoll.register(self._dev_fd, select.EPOLLIN)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self.error: BaseException | None = None
+        self._receive = stack.iface.receive
+        self.turns = 0
+
+    # -- one turn ----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write out what the stack has produced.  Call with :attr:`lock` held."""
+        tx = self.stack.iface.take_tx()
+        if tx:
+            now = self.clock()
+            send = self.device.send
+            for frame in tx:
+                send(frame, now)
+
+    def service(self) -> None:
+        """Run what is due and send what results.  Call with :attr:`lock` held."""
+        now = self.clock()
+        self.device.poll(now)
+        self.stack.poll(now)
+        self.flush()
+        self.changed.notify_all()
+
+    def _handle(self, frame: memoryview) -> None:
+        self._receive(frame, self._now)
+
+    _now = 0.0
+
+    def run_once(self, max_wait: float = _MAX_WAIT) -> None:
+        with self.lock:
+            self.service()
+            now = self.clock()
+            deadlines = [d for d in (self.stack.next_deadline(), self.device.next_deadline()) if d is not None]
+            wait = max_wait
+            if deadlines:
+                wait = min(wait, max(0.0, min(deadlines) - now))
+            self._waiting_until = now + wait
+        events = self._epoll.poll(wait) if wait > 0 else self._epoll.poll(0)
+        with self.lock:
+            self._waiting_until = 0.0
+            for fd, _ in events:
+                if fd == self._wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+            # Read whatever is waiting: a readable fd, or frames a wrapper holds back.
+            self._now = self.clock()
+            for _ in range(8):
+                if self.device.read(self._handle, self._now, _BATCH) < _BATCH:
+                    break
+            self.stack.iface.run_ready()
+            self.service()
+            self.turns += 1
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self, until: Callable[[], bool] | None = None, timeout: float | None = None) -> bool:
+        """Run in this thread until ``until()`` is true (True), ``timeout`` seconds
+        pass or :meth:`stop` is called (False)."""
+        end = None if timeout is None else self.clock() + timeout
+        while not self._stop.is_set():
+            if until is not None:
+                with self.lock:
+                    if until():
+                        return True
+            wait = _MAX_WAIT
+            if end is not None:
+                wait = end - self.clock()
+                if wait <= 0:
+                    return False
+            self.run_once(min(wait, _MAX_WAIT))
+        return False
+
+    def start(self) -> None:
+        """Run the loop in a daemon thread until :meth:`stop`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._thread_main, name=f"seqs-{self.device.name}", daemon=True)
+        self._thread.start()
+
+    def _thread_main(self) -> None:
+        try:
+            self.run()
+        except BaseException as e:  # surfaced to blocked users through .error
+            self.error = e
+            with self.lock:
+                self.changed.notify_all()
+            raise
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wakeup()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(5.0)
+        self._thread = None
+
+    def wakeup(self) -> None:
+        """Make a waiting loop recompute its deadline (after an API call)."""
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"\0")
+
+    def kick(self) -> None:
+        """After a user call changed the stack: send what it produced now and make sure
+        the loop will honour an earlier deadline.  Call with :attr:`lock` held."""
+        self.service()
+        if self._thread is not None:
+            d = self.stack.next_deadline()
+            if d is not None and (self._waiting_until == 0.0 or d < self._waiting_until):
+                self.wakeup()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self) -> None:
+        self.stop()
+        self._epoll.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.device.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
