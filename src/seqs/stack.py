@@ -12,6 +12,8 @@ import random
 from ._typing import BytesLike
 from .iface import Interface, InterfaceConfig, Stats
 from .sockets import PingSocket, UdpSocket, UdpTable
+from .sockets.tcp import TcpListener, TcpTable
+from .tcp.connection import TcpConfig, TcpConnection
 from .wire import ethernet as weth
 from .wire import ipv4 as wip
 
@@ -42,6 +44,7 @@ class Stack:
         vnet_hdr: bool = False,
         rng: random.Random | None = None,
         config: InterfaceConfig | None = None,
+        tcp_config: TcpConfig | None = None,
     ) -> None:
         if config is None:
             if isinstance(mac, str):
@@ -53,6 +56,7 @@ class Stack:
             config = InterfaceConfig(mac=mac, address=address, prefix=prefix, gateway=gw, mtu=mtu, vnet_hdr=vnet_hdr)
         self.iface = Interface(config, rng=rng)
         self.udp = UdpTable(self.iface)
+        self.tcp = TcpTable(self.iface, config=tcp_config)
 
     # -- identity --------------------------------------------------------------------
 
@@ -98,3 +102,13 @@ class Stack:
 
     def ping_socket(self) -> PingSocket:
         return PingSocket(self.iface)
+
+    def tcp_connect(self, address: tuple[str, int], *, local_port: int = 0,
+                    config: TcpConfig | None = None) -> TcpConnection:
+        """Active open; see :meth:`seqs.sockets.tcp.TcpTable.connect`."""
+        return self.tcp.connect(address, local_port=local_port, config=config)
+
+    def tcp_listen(self, port: int, address: str = "", backlog: int = 128, *, config: TcpConfig | None = None,
+                   reuse_port: bool = False) -> TcpListener:
+        """Passive open; see :meth:`seqs.sockets.tcp.TcpTable.listen`."""
+        return self.tcp.listen(port, address, backlog, config=config, reuse_port=reuse_port)

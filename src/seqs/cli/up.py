@@ -12,6 +12,7 @@ from ..phy.base import Device
 from ..phy.pcap import PcapDevice, PcapWriter
 from ..runtime.poller import Runner
 from ..services.echo import UdpEchoService
+from ..services.tcp_basic import ChargenService, DiscardService, TcpEchoService
 from ..stack import Stack
 
 log = logging.getLogger("seqs.up")
@@ -43,6 +44,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--mtu", type=int, help="MTU (default: the device's)")
     p.add_argument("--udp-echo", type=int, action="append", default=[], metavar="PORT",
                    help="run the UDP echo service (RFC 862) on PORT; repeatable")
+    p.add_argument("--tcp-echo", type=int, action="append", default=[], metavar="PORT",
+                   help="run the TCP echo service (RFC 862) on PORT; repeatable")
+    p.add_argument("--discard", type=int, action="append", default=[], metavar="PORT",
+                   help="run the TCP discard service (RFC 863) on PORT; repeatable")
+    p.add_argument("--chargen", type=int, action="append", default=[], metavar="PORT",
+                   help="run the TCP character generator (RFC 864) on PORT; repeatable")
+    p.add_argument("--chargen-limit", type=int, metavar="BYTES",
+                   help="chargen closes after sending BYTES (default: until the client closes)")
     p.add_argument("--pcap", metavar="FILE", help="record every frame in and out to FILE")
     p.set_defaults(func=run)
     return p
@@ -71,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
         device.close()
         raise
     runner = Runner(stack, device)
-    services = [UdpEchoService(stack, port) for port in args.udp_echo]
+    services: list[UdpEchoService | TcpEchoService | DiscardService | ChargenService] = []
+    services += [UdpEchoService(stack, port) for port in args.udp_echo]
+    services += [TcpEchoService(stack, port) for port in args.tcp_echo]
+    services += [DiscardService(stack, port) for port in args.discard]
+    services += [ChargenService(stack, port, args.chargen_limit) for port in args.chargen]
 
     def on_signal(signum: int, frame: types.FrameType | None) -> None:
         log.info("signal %d: stopping", signum)

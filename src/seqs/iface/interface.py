@@ -24,6 +24,7 @@ import random
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .._typing import BytesLike
 from ..errors import ParseError
@@ -50,13 +51,10 @@ ErrorHandler = Callable[[int, int, wicmp.QuotedDatagram, int, float], None]
 EchoListener = Callable[[int, int, int, bytes, float], None]
 
 
-class OutputOwner:
+class OutputOwner(Protocol):
     """Something with queued output to flush when the interface is polled."""
 
-    __slots__ = ()
-
-    def flush(self, now: float) -> None:
-        raise NotImplementedError
+    def flush(self, now: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -340,7 +338,14 @@ class Interface:
             elif self.address != 0 and (dst >> 24) != 127:
                 st.drop("ipv4_not_for_us")
                 return
-        if src == 0xFFFFFFFF or wip.is_multicast(src) or ((src >> 24) == 127 and not local):
+        # RFC 1122 §3.2.1.3: a broadcast (limited or directed), multicast or loopback
+        # source is invalid, and such a datagram MUST be silently discarded.
+        if (
+            src == 0xFFFFFFFF
+            or wip.is_multicast(src)
+            or (src == self.directed_broadcast and self.address)
+            or ((src >> 24) == 127 and not local)
+        ):
             st.drop("ipv4_bad_source")
             return
         st.ipv4_rx += 1
@@ -355,9 +360,16 @@ class Interface:
             if whole is None:
                 return
             st.ipv4_reassembled += 1
-            header = bytes(mv[:hl])
+            # The reassembled datagram is whole, not a fragment (RFC 1122 §3.2.2 exempts only
+            # non-initial fragments from ICMP errors), so the header an error quotes has the
+            # fragment fields cleared and the whole length, as Linux's ip_frag_reasm makes it.
+            header = bytearray(mv[:hl])
+            _U16.pack_into(header, wip.OFF_TOTAL_LEN, min(hl + len(whole), 0xFFFF))
+            _U16.pack_into(header, 6, 0)  # flags and fragment offset
+            _U16.pack_into(header, wip.OFF_CHECKSUM, 0)
+            _U16.pack_into(header, wip.OFF_CHECKSUM, checksum(header))
             payload = memoryview(whole)
-            self._deliver(proto, src, dst, payload, now, False, header)
+            self._deliver(proto, src, dst, payload, now, False, bytes(header))
             return
         self._deliver(proto, src, dst, mv[hl:], now, trusted or local, mv)
 
@@ -396,7 +408,8 @@ class Interface:
         st.icmp_rx += 1
         t = msg.type
         if t == wicmp.TYPE_ECHO_REQUEST:
-            if dst != self.address and not self.config.answer_broadcast_ping:
+            # Not for our own address (or loopback, RFC 1122 §3.2.1.3(g)): a broadcast or multicast.
+            if dst != self.address and not self.is_local(dst) and not self.config.answer_broadcast_ping:
                 st.drop("icmp_echo_to_broadcast")
                 return
             if self.address == 0:

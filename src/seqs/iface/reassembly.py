@@ -102,7 +102,10 @@ class Reassembler:
             self._discard(key)
             return None
         if not more:
-            if dg.total is not None and dg.total != end:
+            # The last fragment fixes the total; data already held beyond it is as
+            # inconsistent as a second, different last fragment.  This keeps every part
+            # inside [0, total), so held == total below really means "no holes".
+            if (dg.total is not None and dg.total != end) or (dg.parts and dg.parts[-1][1] > end):
                 self.stats.drop("ipv4_frag_inconsistent")
                 self._discard(key)
                 return None

@@ -2,5 +2,6 @@
 modules, discard, chargen, DHCP, DNS, NTP, HTTP."""
 
 from .echo import UdpEchoService
+from .tcp_basic import ChargenService, DiscardService, TcpEchoService, chargen_pattern
 
-__all__ = ["UdpEchoService"]
+__all__ = ["ChargenService", "DiscardService", "TcpEchoService", "UdpEchoService", "chargen_pattern"]

@@ -44,6 +44,7 @@ BROADCAST = b"\xff\xff\xff\xff\xff\xff"
 
 _HDR = struct.Struct("!6s6sH")
 _TAG = struct.Struct("!HH")  # TCI, inner EtherType
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def mac_to_str(mac: BytesLike) -> str:
@@ -53,15 +54,10 @@ def mac_to_str(mac: BytesLike) -> str:
 def parse_mac(text: str) -> bytes:
     """``"02:00:00:aa:bb:cc"`` (or with ``-``) to 6 bytes; ValueError if malformed."""
     parts = text.replace("-", ":").split(":")
-    if len(parts) != 6:
+    # Hex digits only: int(p, 16) alone would also take "+f", " f" and "٣".
+    if len(parts) != 6 or not all(len(p) in (1, 2) and all(c in _HEXDIGITS for c in p) for p in parts):
         raise ValueError(f"not a MAC address: {text!r}")
-    try:
-        out = bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise ValueError(f"not a MAC address: {text!r}") from None
-    if any(len(p) not in (1, 2) for p in parts):
-        raise ValueError(f"not a MAC address: {text!r}")
-    return out
+    return bytes(int(p, 16) for p in parts)
 
 
 def is_multicast(mac: BytesLike) -> bool:
@@ -100,7 +96,7 @@ class EthernetView:
                 break
             if len(mv) < off + VLAN_TAG_LEN:
                 raise ParseError("eth_truncated", "VLAN tag cut short")
-            tci, ethertype = _TAG.unpack_from(mv, off - 2)
+            tci, ethertype = _TAG.unpack_from(mv, off)
             vlan = tci & 0x0FFF
             off += VLAN_TAG_LEN
         else:

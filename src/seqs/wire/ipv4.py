@@ -73,13 +73,10 @@ def parse_cidr(text: str) -> tuple[int, int]:
     addr, sep, plen = text.partition("/")
     if not sep:
         raise ValueError(f"expected ADDR/LEN, got {text!r}")
-    try:
-        prefix = int(plen)
-    except ValueError:
-        raise ValueError(f"bad prefix length in {text!r}") from None
-    if not 0 <= prefix <= 32:
+    # Decimal digits only: int() alone would also take "+24", " 24" and "2_4".
+    if not (plen.isascii() and plen.isdigit() and len(plen) <= 2) or int(plen) > 32:
         raise ValueError(f"bad prefix length in {text!r}")
-    return aton(addr), prefix
+    return aton(addr), int(plen)
 
 
 def prefix_mask(prefix: int) -> int:

@@ -1,0 +1,374 @@
+"""TCP demultiplexing, listeners and the things no single connection owns.
+
+Owns: the table of connections by 4-tuple (one dict lookup per segment), the
+listeners and their accept queues, RSTs for segments that match nothing
+(RFC 9293 §3.10.7.1), the ISN secret (RFC 6528), ephemeral port choice
+(RFC 6056), and the stack-wide challenge-ACK budget (RFC 5961 §7).
+
+**Listeners sharing a port.**  Listeners on distinct local addresses may
+share a port; a SYN goes to the listener bound to exactly its destination
+address, else to the wildcard one.  Listeners on the *same* address share a
+port only if every one of them was created with ``reuse_port=True``; they form
+a pool and each new connection goes to one of them chosen by a hash of the
+remote address and port (so a given client keeps landing on the same one),
+the rule of Linux's SO_REUSEPORT.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+from collections import deque
+from collections.abc import Callable
+
+from ..iface import Interface
+from ..tcp.connection import TcpConfig, TcpConnection
+from ..tcp.isn import IsnGenerator
+from ..tcp.seq import unwrap
+from ..wire import icmp as wicmp
+from ..wire import ipv4 as wip
+from ..wire import tcp as wtcp
+from ..wire.checksum import checksum, pseudo_header_sum
+from .base import pick_ephemeral_port
+
+__all__ = ["TcpListener", "TcpTable"]
+
+Key = tuple[int, int, int, int]  # remote, rport, local, lport
+
+_HDR = wtcp.HDR
+SYN, ACK, FIN, RST = wtcp.SYN, wtcp.ACK, wtcp.FIN, wtcp.RST
+
+
+class TcpListener:
+    """A passive socket.  ``accept()`` returns established connections (or None);
+    ``on_event`` is called when one is waiting."""
+
+    __slots__ = (
+        "_accept",
+        "_event_queued",
+        "_half_open",
+        "address",
+        "backlog",
+        "closed",
+        "config",
+        "iface",
+        "max_half_open",
+        "on_event",
+        "port",
+        "reuse_port",
+        "table",
+    )
+
+    def __init__(self, table: TcpTable, address: int, port: int, backlog: int, config: TcpConfig,
+                 reuse_port: bool, max_half_open: int) -> None:
+        self.table = table
+        self.iface = table.iface
+        self.address = address
+        self.port = port
+        self.backlog = backlog
+        self.config = config
+        self.reuse_port = reuse_port
+        self.max_half_open = max_half_open
+        self._accept: deque[TcpConnection] = deque()
+        self._half_open: dict[Key, TcpConnection] = {}
+        self.on_event: Callable[[], None] | None = None
+        self._event_queued = False
+        self.closed = False
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return (wip.ntoa(self.address or self.iface.address), self.port)
+
+    @property
+    def readable(self) -> bool:
+        return bool(self._accept) or self.closed
+
+    @property
+    def pending(self) -> int:
+        """Established connections waiting in the accept queue."""
+        return len(self._accept)
+
+    @property
+    def half_open(self) -> int:
+        return len(self._half_open)
+
+    def accept(self) -> TcpConnection | None:
+        while self._accept:
+            conn = self._accept.popleft()
+            conn._accept_parent = None
+            if conn.state != 0:  # not CLOSED: a reset while queued leaves nothing to accept
+                return conn
+        return None
+
+    def close(self) -> None:
+        """Stop listening; connections not yet accepted are reset."""
+        if self.closed:
+            return
+        self.closed = True
+        self.table._unlisten(self)
+        for conn in list(self._half_open.values()) + list(self._accept):
+            conn.abort()
+        self._half_open.clear()
+        self._accept.clear()
+        self._notify()
+
+    # -- from the table ------------------------------------------------------------------
+
+    def _on_syn(self, src: int, sport: int, dst: int, seq: int, wnd: int, opts: memoryview, now: float) -> None:
+        st = self.iface.stats
+        try:
+            o = wtcp.parse_options(opts)
+        except Exception:
+            st.drop("tcp_bad_option")
+            return
+        if len(self._accept) >= self.backlog:
+            st.drop("tcp_listen_overflow")  # like Linux: drop the SYN, the client retries
+            return
+        if len(self._half_open) >= self.max_half_open:
+            # Evict the oldest half-open connection (a SYN flood's, most likely).
+            oldest = next(iter(self._half_open.values()))
+            st.drop("tcp_syn_backlog_evicted")
+            oldest._accept_parent = None
+            oldest._to_closed(None)
+            self._half_open.pop(oldest.key, None)
+        table = self.table
+        if len(table._conns) >= table.max_connections:
+            st.drop("tcp_too_many_connections")
+            table.send_rst(dst, self.port, src, sport, 0, seq + 1, RST | ACK, now)
+            return
+        iss = table._isn.isn(dst, self.port, src, sport, now)
+        conn = TcpConnection(table, dst, self.port, src, sport, self.config, iss, now)
+        conn._accept_parent = self
+        conn.on_established = self._established
+        table._conns[conn.key] = conn
+        self._half_open[conn.key] = conn
+        conn.open_passive(seq, wnd, o, now)
+
+    def _established(self, conn: TcpConnection) -> None:
+        self._half_open.pop(conn.key, None)
+        conn.on_established = None
+        self._accept.append(conn)
+        self._notify()
+
+    def _forget(self, conn: TcpConnection) -> None:
+        self._half_open.pop(conn.key, None)
+
+    def _notify(self) -> None:
+        if self.on_event is not None and not self._event_queued:
+            self._event_queued = True
+            self.iface.ready.append(self._fire)
+
+    def _fire(self) -> None:
+        self._event_queued = False
+        if self.on_event is not None:
+            self.on_event()
+
+
+class TcpTable:
+    """All TCP state of one interface."""
+
+    def __init__(self, iface: Interface, *, config: TcpConfig | None = None, max_connections: int = 65536,
+                 challenge_ack_rate: float = 1000.0) -> None:
+        self.iface = iface
+        self.rng = iface.rng
+        self.config = config or TcpConfig()
+        self.max_connections = max_connections
+        self._conns: dict[Key, TcpConnection] = {}
+        self._listeners: dict[int, list[TcpListener]] = {}
+        self._isn = IsnGenerator(self.rng.getrandbits(128).to_bytes(16, "big"))
+        self._challenge_rate = challenge_ack_rate
+        self._challenge_tokens = challenge_ack_rate
+        self._challenge_at = 0.0
+        iface.register_protocol(wip.PROTO_TCP, self._input, self._icmp_error)
+
+    # -- user API ------------------------------------------------------------------------
+
+    def connect(self, address: tuple[str, int], *, local_port: int = 0,
+                config: TcpConfig | None = None) -> TcpConnection:
+        """Start an active open; the connection reports ``established`` (or an error) later."""
+        host, port = address
+        if not 0 < port <= 65535:
+            raise OverflowError("port must be 1-65535")
+        remote = wip.aton(host)
+        iface = self.iface
+        if remote == 0xFFFFFFFF or wip.is_multicast(remote) or remote == iface.directed_broadcast:
+            raise OSError(errno.ENETUNREACH, "TCP needs a unicast destination")
+        if iface.is_local(remote):
+            local = remote if (remote >> 24) == 127 else iface.address
+        else:
+            iface.route(remote)  # ENETUNREACH now rather than after the SYN retries
+            local = iface.address
+        if local == 0:
+            raise OSError(errno.EADDRNOTAVAIL, "the interface has no IPv4 address")
+        if len(self._conns) >= self.max_connections:
+            raise OSError(errno.EAGAIN, "too many TCP connections")
+        if local_port:
+            if (remote, port, local, local_port) in self._conns:
+                raise OSError(errno.EADDRINUSE, "that 4-tuple is in use")
+            lport = local_port
+        else:
+            lport = pick_ephemeral_port(
+                self.rng, lambda p: (remote, port, local, p) in self._conns or p in self._listeners
+            )
+        now = iface.now
+        iss = self._isn.isn(local, lport, remote, port, now)
+        conn = TcpConnection(self, local, lport, remote, port, config or self.config, iss, now)
+        self._conns[conn.key] = conn
+        conn.open_active(now)
+        return conn
+
+    def listen(self, port: int, address: str = "", backlog: int = 128, *, config: TcpConfig | None = None,
+               reuse_port: bool = False, max_half_open: int = 256) -> TcpListener:
+        if not 0 <= port <= 65535:
+            raise OverflowError("port must be 0-65535")
+        if backlog < 1:
+            backlog = 1
+        addr = wip.aton(address) if address and address != "0.0.0.0" else 0
+        if addr and addr != self.iface.address and (addr >> 24) != 127:
+            raise OSError(errno.EADDRNOTAVAIL, f"{address} is not an address of this interface")
+        if port == 0:
+            port = pick_ephemeral_port(self.rng, lambda p: p in self._listeners)
+        same = [lst for lst in self._listeners.get(port, []) if lst.address == addr]
+        if same and not (reuse_port and all(lst.reuse_port for lst in same)):
+            raise OSError(errno.EADDRINUSE, f"port {port} is already listened on at that address")
+        lst = TcpListener(self, addr, port, backlog, config or self.config, reuse_port, max_half_open)
+        self._listeners.setdefault(port, []).append(lst)
+        return lst
+
+    @property
+    def connections(self) -> list[TcpConnection]:
+        return list(self._conns.values())
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    # -- for connections -----------------------------------------------------------------
+
+    def output(self, conn: TcpConnection, segment: bytearray, now: float) -> None:
+        try:
+            self.iface.send_ipv4(conn.remote, wip.PROTO_TCP, segment, now, src=conn.local,
+                                 ttl=conn.config.ttl, tos=conn.config.tos, df=True)
+        except OSError:
+            self.iface.stats.drop("tcp_no_route")
+            return
+        self.iface.stats.tcp_tx += 1
+
+    def remove(self, conn: TcpConnection) -> None:
+        if self._conns.get(conn.key) is conn:
+            del self._conns[conn.key]
+        parent = conn._accept_parent
+        if isinstance(parent, TcpListener):
+            parent._forget(conn)
+
+    def challenge_ack_allowed(self, now: float) -> bool:
+        rate = self._challenge_rate
+        tokens = min(rate, self._challenge_tokens + (now - self._challenge_at) * rate)
+        self._challenge_at = now
+        if tokens < 1.0:
+            self._challenge_tokens = tokens
+            return False
+        self._challenge_tokens = tokens - 1.0
+        return True
+
+    def send_rst(self, local: int, lport: int, remote: int, rport: int, seq: int, ack: int, flags: int,
+                 now: float) -> None:
+        seg = bytearray(_HDR.pack(lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 0, 0, 0))
+        c = checksum(seg, pseudo_header_sum(local, remote, wip.PROTO_TCP, 20))
+        seg[16] = c >> 8
+        seg[17] = c & 0xFF
+        try:
+            self.iface.send_ipv4(remote, wip.PROTO_TCP, seg, now, src=local, df=True)
+        except OSError:
+            self.iface.stats.drop("tcp_no_route")
+            return
+        self.iface.stats.tcp_tx += 1
+        self.iface.stats.drop("tcp_rst_sent")
+
+    def send_rst_for(self, conn: TcpConnection, ack: int, now: float) -> None:
+        self.send_rst(conn.local, conn.lport, conn.remote, conn.rport, ack, 0, RST, now)
+
+    # -- input ---------------------------------------------------------------------------
+
+    def _input(self, src: int, dst: int, seg: memoryview, now: float, trusted: bool) -> bool:
+        st = self.iface.stats
+        n = len(seg)
+        if n < 20:
+            st.drop("tcp_truncated")
+            return True
+        sport, dport, seq, ack, off, flags, wnd, _ck, _urg = _HDR.unpack_from(seg, 0)
+        hl = (off >> 4) << 2
+        if hl < 20 or hl > n:
+            st.drop("tcp_bad_data_offset")
+            return True
+        if not trusted and checksum(seg, pseudo_header_sum(src, dst, wip.PROTO_TCP, n)) != 0:
+            st.drop("tcp_bad_checksum")
+            return True
+        iface = self.iface
+        if dst != iface.address and (dst >> 24) != 127:
+            st.drop("tcp_not_unicast")  # RFC 1122 §4.2.3.10: no TCP to broadcast/multicast
+            return True
+        if sport == 0 or dport == 0:
+            st.drop("tcp_port_zero")
+            return True
+        st.tcp_rx += 1
+        conn = self._conns.get((src, sport, dst, dport))
+        if conn is not None:
+            conn.segment_arrives(seq, ack, flags, wnd, seg[20:hl], seg[hl:], now)
+            return True
+        if flags & RST:
+            st.drop("tcp_rst_no_connection")
+            return True
+        lst = self._find_listener(src, sport, dst, dport)
+        if lst is not None:
+            # RFC 9293 §3.10.7.2 (LISTEN)
+            if flags & ACK:
+                self.send_rst(dst, dport, src, sport, ack, 0, RST, now)
+            elif flags & SYN:
+                lst._on_syn(src, sport, dst, seq, wnd, seg[20:hl], now)
+            else:
+                st.drop("tcp_listen_no_syn")
+            return True
+        # RFC 9293 §3.10.7.1: CLOSED — answer everything but a RST with a RST
+        st.drop("tcp_no_socket")
+        if flags & ACK:
+            self.send_rst(dst, dport, src, sport, ack, 0, RST, now)
+        else:
+            seglen = n - hl + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+            self.send_rst(dst, dport, src, sport, 0, seq + seglen, RST | ACK, now)
+        return True
+
+    def _find_listener(self, src: int, sport: int, dst: int, dport: int) -> TcpListener | None:
+        group = self._listeners.get(dport)
+        if not group:
+            return None
+        exact = [lst for lst in group if lst.address == dst]
+        pool = exact or [lst for lst in group if lst.address == 0]
+        if not pool:
+            return None
+        if len(pool) == 1:
+            return pool[0]
+        h = hashlib.blake2s(f"{src}:{sport}".encode(), digest_size=4).digest()
+        return pool[int.from_bytes(h, "big") % len(pool)]
+
+    def _unlisten(self, lst: TcpListener) -> None:
+        group = self._listeners.get(lst.port)
+        if group and lst in group:
+            group.remove(lst)
+            if not group:
+                del self._listeners[lst.port]
+
+    def _icmp_error(self, icmp_type: int, code: int, quote: wicmp.QuotedDatagram, mtu: int, now: float) -> None:
+        ports = quote.ports
+        if ports is None:
+            return
+        conn = self._conns.get((quote.dst, ports[1], quote.src, ports[0]))
+        if conn is None:
+            return
+        # RFC 5927 §4.1: the quoted sequence number must be in flight
+        if len(quote.transport) >= 8:
+            qseq = int.from_bytes(quote.transport[4:8], "big")
+            s = unwrap(qseq, conn.snd_una)
+            if not conn.snd_una <= s <= conn.snd_max:
+                self.iface.stats.drop("tcp_icmp_out_of_window")
+                return
+        conn.icmp_error(icmp_type, code, mtu, now)

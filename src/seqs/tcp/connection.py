@@ -1,0 +1,1441 @@
+"""One TCP connection: the RFC 9293 state machine, sans-IO.
+
+Read first: RFC 9293 §3.3.2 (states), §3.10.7 (SEGMENT ARRIVES — the order of
+the checks in :meth:`TcpConnection.segment_arrives` follows it), RFC 5961
+(blind attacks), RFC 7323 (window scaling, timestamps, PAWS), RFC 2018 and
+RFC 6675 (SACK), RFC 6298 (RTO), RFC 5681/6582 (congestion control, NewReno).
+
+The connection is also the user's sans-IO socket: ``send`` appends to the send
+buffer, ``recv`` takes from the receive buffer, ``shutdown``/``close``/``abort``
+end it.  None of these emits a segment directly; they ask the interface for a
+``flush`` at the next poll, so back-to-back writes coalesce.  Incoming
+segments are handled at once and may emit ACKs and data immediately.
+
+Sequence numbers are kept *unwrapped* (see :mod:`seqs.tcp.seq`): SND.UNA,
+SND.NXT, RCV.NXT and friends are plain ints, compared with ``<``.
+
+What this module leaves to others: demultiplexing, listeners, RSTs for
+unknown connections and the ISN secret live in :mod:`seqs.sockets.tcp`;
+building IP packets and everything below is the interface's.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._typing import BytesLike
+from ..errors import oserror
+from ..wire import tcp as wtcp
+from ..wire.checksum import checksum, pseudo_header_sum
+from ..wire.ipv4 import PROTO_TCP
+from .congestion import ALGORITHMS, CongestionControl
+from .rtt import RttEstimator
+from .seq import unwrap, wrap
+
+if TYPE_CHECKING:
+    from ..sockets.tcp import TcpTable
+
+__all__ = [
+    "CLOSED",
+    "CLOSE_WAIT",
+    "CLOSING",
+    "ESTABLISHED",
+    "FIN_WAIT_1",
+    "FIN_WAIT_2",
+    "LAST_ACK",
+    "LISTEN",
+    "STATE_NAMES",
+    "SYN_RECEIVED",
+    "SYN_SENT",
+    "TIME_WAIT",
+    "TcpConfig",
+    "TcpConnection",
+]
+
+# RFC 9293 §3.3.2.  Plain ints: compared on every segment.
+CLOSED = 0
+LISTEN = 1
+SYN_SENT = 2
+SYN_RECEIVED = 3
+ESTABLISHED = 4
+FIN_WAIT_1 = 5
+FIN_WAIT_2 = 6
+CLOSE_WAIT = 7
+CLOSING = 8
+LAST_ACK = 9
+TIME_WAIT = 10
+STATE_NAMES = (
+    "CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1",
+    "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT",
+)
+#: states in which we may send data (our side is not closed yet)
+_CAN_SEND = frozenset({ESTABLISHED, CLOSE_WAIT})
+#: states that accept segment text (RFC 9293 §3.10.7.4, seventh step)
+_TAKES_TEXT = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+_SYNCHRONIZED = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT})
+
+SYN, ACK, FIN, RST, PSH = wtcp.SYN, wtcp.ACK, wtcp.FIN, wtcp.RST, wtcp.PSH
+_HDR = wtcp.HDR
+_TS_OPT = struct.Struct("!BBBBII")  # NOP NOP TS 10 tsval tsecr
+_SACK_BLOCK = struct.Struct("!II")
+_TS_HEAD = b"\x01\x01\x08\x0a"
+
+
+@dataclass(slots=True)
+class TcpConfig:
+    """Per-connection settings; a listener's config is copied to the connections it accepts."""
+
+    #: receive buffer (bytes): the most we advertise and hold, in order or not
+    rcvbuf: int = 256 * 1024
+    #: send buffer (bytes): unacknowledged plus unsent data
+    sndbuf: int = 256 * 1024
+    #: disable Nagle's algorithm (RFC 9293 §3.7.4), like TCP_NODELAY
+    nodelay: bool = False
+    #: delayed-ACK timer (RFC 9293 §3.8.6.3: under 0.5 s); 0 disables delayed ACKs
+    delayed_ack: float = 0.04
+    rto_initial: float = 1.0
+    #: RFC 6298 asks for 1 s; like Linux we default to 200 ms (configurable)
+    rto_min: float = 0.2
+    rto_max: float = 60.0
+    #: retransmissions of one segment before the connection fails with ETIMEDOUT
+    max_retries: int = 12
+    syn_retries: int = 6
+    #: maximum segment lifetime; TIME-WAIT lasts 2*MSL (RFC 9293 §3.4.2)
+    msl: float = 30.0
+    #: after close(), how long FIN-WAIT-2 may wait for the peer's FIN
+    fin_wait2_timeout: float = 60.0
+    keepalive: bool = False
+    keepalive_idle: float = 7200.0
+    keepalive_interval: float = 75.0
+    keepalive_count: int = 9
+    window_scaling: bool = True
+    timestamps: bool = True
+    sack: bool = True
+    congestion: str = "cubic"
+    #: out-of-order segments held per connection (beyond this they are dropped, counted)
+    max_ooo_segments: int = 64
+    #: our MSS; None derives it from the interface MTU (MTU - 40)
+    mss: int | None = None
+    ttl: int | None = None
+    tos: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rcvbuf < 1024 or self.sndbuf < 1024:
+            raise ValueError("buffers must be at least 1024 bytes")
+        if self.rcvbuf > (1 << 30) or self.sndbuf > (1 << 30):
+            raise ValueError("buffers are limited to 1 GiB (window scale 14)")
+        if self.congestion not in ALGORITHMS:
+            raise ValueError(f"unknown congestion control {self.congestion!r}; have {sorted(ALGORITHMS)}")
+        if self.mss is not None and not 88 <= self.mss <= 65495:
+            raise ValueError("MSS out of range")
+
+
+class _Options:
+    """What a SYN or SYN-ACK told us."""
+
+    __slots__ = ("mss", "sack_permitted", "timestamp", "wscale")
+
+    def __init__(self, o: wtcp.TcpOptions) -> None:
+        self.mss = o.mss
+        self.wscale = o.wscale
+        self.sack_permitted = o.sack_permitted
+        self.timestamp = o.timestamp
+
+
+class TcpConnection:
+    """A TCP connection and its sans-IO socket API.  See the module docstring."""
+
+    __slots__ = (
+        "_accept_parent",
+        "_ack_now",
+        "_closed_by_user",
+        "_delack_at",
+        "_event_queued",
+        "_fin_seq",
+        "_keepalive_at",
+        "_keepalive_probes",
+        "_last_rx",
+        "_linger_at",
+        "_ooo",
+        "_ooo_fin",
+        "_passive",
+        "_persist_at",
+        "_persist_probes",
+        "_rbuf",
+        "_rbuf_start",
+        "_rexmits",
+        "_rto_at",
+        "_rtt_seq",
+        "_rtt_time",
+        "_rx_segments",
+        "_sacked",
+        "_sbuf",
+        "_sbuf_seq",
+        "_sbuf_start",
+        "_segs_unacked",
+        "_timewait_at",
+        "_ts_offset",
+        "_tx_segments",
+        "cc",
+        "config",
+        "dupacks",
+        "error",
+        "high_sacked",
+        "iface",
+        "in_recovery",
+        "irs",
+        "iss",
+        "key",
+        "local",
+        "lport",
+        "max_snd_wnd",
+        "on_established",
+        "on_event",
+        "peer_eof",
+        "rcv_adv",
+        "rcv_nxt",
+        "rcv_wscale",
+        "recover",
+        "remote",
+        "retries",
+        "rexmit_next",
+        "rport",
+        "rtt",
+        "sack_ok",
+        "snd_max",
+        "snd_mss",
+        "snd_nxt",
+        "snd_una",
+        "snd_wl1",
+        "snd_wl2",
+        "snd_wnd",
+        "snd_wscale",
+        "state",
+        "stats",
+        "table",
+        "timer_armed",
+        "ts_ok",
+        "ts_recent",
+        "ts_recent_at",
+        "ws_ok",
+    )
+
+    def __init__(
+        self,
+        table: TcpTable,
+        local: int,
+        lport: int,
+        remote: int,
+        rport: int,
+        config: TcpConfig,
+        iss: int,
+        now: float,
+    ) -> None:
+        self.table = table
+        self.iface = table.iface
+        self.stats = table.iface.stats
+        self.config = config
+        self.local = local
+        self.lport = lport
+        self.remote = remote
+        self.rport = rport
+        self.key = (remote, rport, local, lport)
+        self.state = CLOSED
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss
+        self.snd_wnd = 0
+        self.max_snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.snd_wscale = 0
+        self.rcv_wscale = 0
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0
+        our_mss = config.mss or (self.iface.mtu - 40)
+        self.snd_mss = min(our_mss, 536)  # RFC 9293 §3.7.1 default until the peer says
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_recent_at = 0.0
+        self._ts_offset = table.rng.getrandbits(32)
+        self.sack_ok = False
+        self.ws_ok = False
+        self.rtt = RttEstimator(config.rto_initial, config.rto_min, config.rto_max)
+        self.cc: CongestionControl = ALGORITHMS[config.congestion](self.snd_mss)
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recover = iss
+        self.rexmit_next = iss
+        self._sacked: list[list[int]] = []
+        self.high_sacked = iss
+        self.retries = 0
+        self._sbuf = bytearray()
+        self._sbuf_start = 0
+        self._sbuf_seq = iss + 1
+        self._fin_seq: int | None = None
+        self._rbuf = bytearray()
+        self._rbuf_start = 0
+        self._ooo: list[tuple[int, bytes]] = []
+        self._ooo_fin: int | None = None
+        self.peer_eof = False
+        self._segs_unacked = 0
+        self._ack_now = False
+        self._rto_at: float | None = None
+        self._delack_at: float | None = None
+        self._persist_at: float | None = None
+        self._persist_probes = 0
+        self._keepalive_at: float | None = None
+        self._keepalive_probes = 0
+        self._timewait_at: float | None = None
+        self._linger_at: float | None = None
+        self._rtt_seq: int | None = None
+        self._rtt_time = 0.0
+        self._last_rx = now
+        self._closed_by_user = False
+        self._passive = False
+        self._accept_parent: object | None = None
+        self.error: int | None = None
+        self.on_event: Callable[[], None] | None = None
+        self.on_established: Callable[[TcpConnection], None] | None = None
+        self._event_queued = False
+        self.timer_armed: float | None = None
+        self._tx_segments = 0
+        self._rx_segments = 0
+        self._rexmits = 0
+
+    # ================================================================== user API
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES[self.state]
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        from ..wire.ipv4 import ntoa
+
+        return (ntoa(self.local), self.lport)
+
+    @property
+    def remote_address(self) -> tuple[str, int]:
+        from ..wire.ipv4 import ntoa
+
+        return (ntoa(self.remote), self.rport)
+
+    @property
+    def established(self) -> bool:
+        return self.state >= ESTABLISHED
+
+    @property
+    def connecting(self) -> bool:
+        return self.state in (SYN_SENT, SYN_RECEIVED)
+
+    @property
+    def unread(self) -> int:
+        """Bytes received in order and not yet read."""
+        return len(self._rbuf) - self._rbuf_start
+
+    @property
+    def unsent(self) -> int:
+        """Bytes in the send buffer not yet sent."""
+        return max(0, self._data_end() - max(self.snd_max, self._sbuf_seq))
+
+    @property
+    def buffered(self) -> int:
+        """Bytes in the send buffer: unacknowledged plus unsent."""
+        return len(self._sbuf) - self._sbuf_start
+
+    @property
+    def send_space(self) -> int:
+        return max(0, self.config.sndbuf - self.buffered)
+
+    @property
+    def readable(self) -> bool:
+        """recv() would not block: data, EOF, or an error to report."""
+        return self.unread > 0 or self.peer_eof or self.error is not None or self.state == CLOSED
+
+    @property
+    def writable(self) -> bool:
+        """send() would accept data now, or report an error."""
+        if self.error is not None or self._fin_seq is not None:
+            return True
+        return self.state in _CAN_SEND and self.send_space > 0
+
+    @property
+    def closed(self) -> bool:
+        return self.state == CLOSED
+
+    def send(self, data: BytesLike) -> int:
+        """Queue as much of ``data`` as the send buffer takes; return how much.
+
+        Raises the connection's error (ConnectionResetError, TimeoutError...),
+        BrokenPipeError after shutdown/close, or OSError(ENOTCONN) before the
+        connection is established (data may be queued in SYN-SENT, as RFC 9293
+        §3.10.2 allows).
+        """
+        if self.error is not None:
+            raise oserror(self.error)
+        if self._fin_seq is not None or self._closed_by_user:
+            raise oserror(errno.EPIPE)
+        if self.state not in _CAN_SEND and self.state not in (SYN_SENT, SYN_RECEIVED):
+            raise oserror(errno.ENOTCONN if self.state in (CLOSED, LISTEN) else errno.EPIPE)
+        n = min(len(data), self.send_space)
+        if n <= 0:
+            return 0
+        self._compact_sbuf()
+        if n == len(data):
+            self._sbuf += data
+        else:
+            self._sbuf += memoryview(data)[:n]
+        if self.state in _CAN_SEND:
+            self.iface.want_output(self)
+        return n
+
+    def recv(self, max_bytes: int = 1 << 20) -> bytes | None:
+        """Up to ``max_bytes`` of received data; b"" at end of stream; None if none yet.
+
+        Buffered data is always delivered before an error is raised.
+        """
+        avail = self.unread
+        if avail:
+            n = min(avail, max_bytes)
+            start = self._rbuf_start
+            data = bytes(self._rbuf[start : start + n])
+            self._rbuf_start = start + n
+            if self._rbuf_start == len(self._rbuf):
+                self._rbuf.clear()
+                self._rbuf_start = 0
+            elif self._rbuf_start > 65536 and self._rbuf_start * 2 > len(self._rbuf):
+                del self._rbuf[: self._rbuf_start]
+                self._rbuf_start = 0
+            self._window_update_check()
+            return data
+        if self.error is not None:
+            raise oserror(self.error)
+        if self.peer_eof or self.state == CLOSED:
+            return b""
+        return None
+
+    def recv_into(self, buf: bytearray | memoryview, nbytes: int = 0) -> int | None:
+        mv = memoryview(buf)
+        want = nbytes or len(mv)
+        data = self.recv(want)
+        if data is None:
+            return None
+        mv[: len(data)] = data
+        return len(data)
+
+    def shutdown_write(self) -> None:
+        """Send FIN after the queued data; keep receiving (half-close, RFC 9293 §3.6)."""
+        if self._fin_seq is not None or self.state in (CLOSED, LISTEN):
+            return
+        if self.state == SYN_SENT:
+            self._fin_seq = self._data_end()  # sent once established
+            return
+        self._queue_fin()
+
+    def close(self) -> None:
+        """Graceful close (RFC 9293 §3.10.4).  With unread received data the
+        connection is reset instead (RFC 2525 §2.17), as Linux does."""
+        if self._closed_by_user:
+            return
+        self._closed_by_user = True
+        st = self.state
+        if st in (CLOSED, LISTEN, SYN_SENT):
+            self._to_closed(None)
+            return
+        if self.unread or self._ooo:
+            self.abort()
+            return
+        if self._fin_seq is None:
+            self._queue_fin()
+        if self.state == FIN_WAIT_2:
+            self._linger_at = self.iface.now + self.config.fin_wait2_timeout
+            self._timers_changed()
+
+    def abort(self) -> None:
+        """Abortive close: send RST and drop everything (RFC 9293 §3.10.5)."""
+        self._closed_by_user = True
+        if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
+            self._emit(self.snd_nxt, 0, RST | ACK, b"", self.iface.now, options=b"")
+        self._to_closed(None)
+
+    # ================================================================== opening
+
+    def open_active(self, now: float) -> None:
+        """Send SYN (RFC 9293 §3.10.1)."""
+        self.state = SYN_SENT
+        self._send_syn(now)
+        self._arm_rto(now)
+
+    def open_passive(self, seq: int, wnd: int, opts: wtcp.TcpOptions, now: float) -> None:
+        """A SYN arrived at a listener: go to SYN-RECEIVED and answer SYN-ACK."""
+        self._passive = True
+        self.irs = seq
+        self.rcv_nxt = seq + 1
+        self._negotiate(_Options(opts), now)
+        self.snd_wnd = wnd  # RFC 7323 §2.2: the window in a SYN is never scaled
+        self.max_snd_wnd = wnd
+        self.state = SYN_RECEIVED
+        self._send_syn(now)
+        self._arm_rto(now)
+
+    def _negotiate(self, o: _Options, now: float) -> None:
+        c = self.config
+        our_mss = c.mss or (self.iface.mtu - 40)
+        peer_mss = o.mss if o.mss else 536  # RFC 9293 §3.7.1
+        self.ts_ok = c.timestamps and o.timestamp is not None
+        if self.ts_ok and o.timestamp is not None:
+            self.ts_recent = o.timestamp[0]
+            self.ts_recent_at = now
+        self.sack_ok = c.sack and o.sack_permitted
+        self.ws_ok = c.window_scaling and o.wscale is not None
+        if self.ws_ok and o.wscale is not None:
+            self.snd_wscale = min(o.wscale, 14)  # RFC 7323 §2.3: cap at 14
+            self.rcv_wscale = self._our_wscale()
+        else:
+            self.snd_wscale = 0
+            self.rcv_wscale = 0
+        self.snd_mss = max(64, min(our_mss, peer_mss) - (12 if self.ts_ok else 0))
+        self.cc = ALGORITHMS[c.congestion](self.snd_mss)
+
+    def _our_wscale(self) -> int:
+        shift = 0
+        while (65535 << shift) < self.config.rcvbuf and shift < 14:
+            shift += 1
+        return shift
+
+    def _send_syn(self, now: float) -> None:
+        c = self.config
+        mss = c.mss or (self.iface.mtu - 40)
+        ts = (self._ts_now(now), self.ts_recent if self._passive else 0) if c.timestamps else None
+        if self._passive:
+            # RFC 7323/2018: answer only with options the SYN offered.
+            ts = ts if self.ts_ok else None
+            wscale = self.rcv_wscale if self.ws_ok else None
+            sackp = self.sack_ok
+            flags = SYN | ACK
+        else:
+            wscale = self._our_wscale() if c.window_scaling else None
+            sackp = c.sack
+            flags = SYN
+        opts = wtcp.build_options(mss=mss, wscale=wscale, sack_permitted=sackp, timestamp=ts)
+        # RFC 7323 §2.2: the window field of a SYN is not scaled.
+        wnd = min(self.config.rcvbuf, 65535)
+        self.rcv_adv = self.rcv_nxt + wnd
+        self._emit(self.iss, self.rcv_nxt if flags & ACK else 0, flags, b"", now, options=opts, window=wnd)
+        self.snd_nxt = self.iss + 1
+        if self.snd_max < self.snd_nxt:
+            self.snd_max = self.snd_nxt
+
+    # ================================================================== input
+
+    def segment_arrives(
+        self, seq32: int, ack32: int, flags: int, wnd: int, opts: memoryview, payload: memoryview, now: float
+    ) -> None:
+        """RFC 9293 §3.10.7: process one segment addressed to this connection."""
+        self._rx_segments += 1
+        st = self.state
+        if st == SYN_SENT:
+            self._syn_sent_arrives(seq32, ack32, flags, wnd, opts, payload, now)
+            return
+        if st == CLOSED:
+            return
+        seq = unwrap(seq32, self.rcv_nxt)
+        plen = len(payload)
+        # --- timestamps and PAWS (RFC 7323 §5.3) ---
+        tsval = -1
+        tsecr = 0
+        if self.ts_ok and opts:
+            if len(opts) == 12 and opts[:4] == _TS_HEAD:
+                _a, _b, _c, _d, tsval, tsecr = _TS_OPT.unpack_from(opts, 0)
+            else:
+                try:
+                    o = wtcp.parse_options(opts)
+                except Exception:
+                    self.stats.drop("tcp_bad_option")
+                    return
+                if o.timestamp is not None:
+                    tsval, tsecr = o.timestamp
+                if o.sack and self.sack_ok and flags & ACK:
+                    self._on_sack(o.sack)
+            # tsval < TS.Recent: an old duplicate, unless TS.Recent is stale (24 days, §5.5)
+            if (
+                tsval >= 0
+                and not flags & RST
+                and 0 < ((self.ts_recent - tsval) & 0xFFFFFFFF) < 0x80000000
+                and now - self.ts_recent_at <= 24 * 86400
+            ):
+                self.stats.drop("tcp_paws_rejected")
+                self._send_ack(now)
+                return
+        elif opts and self.sack_ok and flags & ACK:
+            try:
+                o = wtcp.parse_options(opts)
+            except Exception:
+                self.stats.drop("tcp_bad_option")
+                return
+            if o.sack:
+                self._on_sack(o.sack)
+        # --- first: sequence number acceptable? (§3.10.7.4 table) ---
+        rcv_wnd = self.rcv_adv - self.rcv_nxt
+        seglen = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        rn = self.rcv_nxt
+        if seglen == 0:
+            ok = seq == rn if rcv_wnd <= 0 else rn <= seq < rn + rcv_wnd
+        elif rcv_wnd <= 0:
+            ok = False
+        else:
+            ok = (rn <= seq < rn + rcv_wnd) or (rn <= seq + seglen - 1 < rn + rcv_wnd)
+        if not ok:
+            if st == TIME_WAIT and flags & FIN and not flags & RST:
+                self._timewait_at = now + 2 * self.config.msl  # retransmitted FIN: restart 2MSL
+                self._timers_changed()
+            if not flags & RST:
+                self.stats.drop("tcp_unacceptable_segment")
+                self._send_ack(now)
+            else:
+                self.stats.drop("tcp_rst_out_of_window")
+            return
+        self._last_rx = now
+        self._keepalive_probes = 0
+        # --- second: RST (RFC 5961 §3.2) ---
+        if flags & RST:
+            if seq != rn:
+                self._challenge_ack(now)
+                return
+            if st == TIME_WAIT:
+                self.stats.drop("tcp_rst_in_time_wait")  # RFC 1337: TIME-WAIT assassination
+                return
+            if st == SYN_RECEIVED and self._passive:
+                self._to_closed(None)  # back to LISTEN: the listener forgets it
+                return
+            if st in (CLOSING, LAST_ACK):
+                self._to_closed(None)
+                return
+            self._to_closed(errno.ECONNRESET)
+            return
+        # --- fourth: SYN in a synchronized state (RFC 5961 §4.2) ---
+        if flags & SYN:
+            if st == SYN_RECEIVED and self._passive and seq == self.irs:
+                self._send_syn(now)  # retransmitted SYN: answer again
+                return
+            self._challenge_ack(now)
+            return
+        # --- fifth: ACK ---
+        if not flags & ACK:
+            self.stats.drop("tcp_no_ack")
+            return
+        ack = unwrap(ack32, self.snd_una)
+        # RFC 5961 §5.2: ACK acceptable only in [SND.UNA - MAX.SND.WND, SND.NXT]
+        if ack > self.snd_max or ack < self.snd_una - max(self.max_snd_wnd, 1):
+            if ack > self.snd_max:
+                self.stats.drop("tcp_ack_unsent")
+                self._send_ack(now)
+            else:
+                self.stats.drop("tcp_ack_too_old")
+                self._challenge_ack(now)
+            return
+        if tsval >= 0 and seq <= self.rcv_nxt:
+            # RFC 7323 §4.3: remember the TSval of the segment that fills RCV.NXT
+            self.ts_recent = tsval
+            self.ts_recent_at = now
+        if st == SYN_RECEIVED:
+            if not self.snd_una < ack:
+                self.table.send_rst_for(self, ack, now)
+                return
+            self.state = ESTABLISHED
+            self.snd_wnd = wnd << self.snd_wscale
+            self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if self.on_established is not None:
+                self.on_established(self)
+            st = ESTABLISHED
+            self._notify()
+        self._process_ack(ack, seq, wnd << self.snd_wscale, plen, flags, tsecr if tsval >= 0 else 0, now)
+        if self.state == CLOSED:
+            return
+        st = self.state
+        # our FIN acknowledged?
+        fin_acked = self._fin_seq is not None and self.snd_una > self._fin_seq
+        if fin_acked:
+            if st == FIN_WAIT_1:
+                self.state = st = FIN_WAIT_2
+                if self._closed_by_user:
+                    self._linger_at = now + self.config.fin_wait2_timeout
+                    self._timers_changed()
+            elif st == CLOSING:
+                self._enter_time_wait(now)
+                return
+            elif st == LAST_ACK:
+                self._to_closed(None)
+                return
+        if st == TIME_WAIT:
+            if flags & FIN:
+                self._send_ack(now)
+                self._timewait_at = now + 2 * self.config.msl
+                self._timers_changed()
+            return
+        # --- seventh: segment text ---
+        if plen:
+            if st in _TAKES_TEXT and not self.peer_eof:
+                if self._closed_by_user and self.state in (FIN_WAIT_1, FIN_WAIT_2):
+                    # Nobody will read it: tell the peer (as Linux does for orphans).
+                    self.stats.drop("tcp_data_after_close")
+                    self._emit(self.snd_nxt, 0, RST | ACK, b"", now, options=b"")
+                    self._to_closed(None)
+                    return
+                self._receive_text(seq, payload, now)
+            else:
+                self.stats.drop("tcp_data_after_fin")
+        # --- eighth: FIN ---
+        if flags & FIN:
+            fin_seq = seq + plen
+            if fin_seq == self.rcv_nxt and not self.peer_eof:
+                self._receive_fin(now)
+            elif fin_seq > self.rcv_nxt:
+                self._ooo_fin = fin_seq
+                self._ack_now = True
+        if self._ack_now:
+            self._ack_now = False
+            if not self._output(now):
+                self._send_ack(now)
+        elif self._delack_at is not None or self.buffered > self._sent_bytes():
+            self.iface.want_output(self)
+
+    def _syn_sent_arrives(
+        self, seq32: int, ack32: int, flags: int, wnd: int, opts: memoryview, payload: memoryview, now: float
+    ) -> None:
+        """RFC 9293 §3.10.7.3."""
+        if flags & ACK:
+            ack = unwrap(ack32, self.snd_una)
+            if ack <= self.iss or ack > self.snd_max:
+                if not flags & RST:
+                    self.table.send_rst(self.local, self.lport, self.remote, self.rport, ack32, 0, RST, now)
+                return
+            if flags & RST:
+                self._to_closed(errno.ECONNREFUSED)
+                return
+        elif flags & RST:
+            return
+        if not flags & SYN:
+            return
+        try:
+            o = wtcp.parse_options(opts)
+        except Exception:
+            self.stats.drop("tcp_bad_option")
+            return
+        self.irs = seq32
+        self.rcv_nxt = seq32 + 1
+        self._negotiate(_Options(o), now)
+        if flags & ACK:
+            ack = unwrap(ack32, self.snd_una)
+            self.snd_una = ack
+            self._sbuf_seq = self.iss + 1
+            self.state = ESTABLISHED
+            self.snd_wnd = wnd << self.snd_wscale
+            self.max_snd_wnd = self.snd_wnd
+            self.snd_wl1 = self.rcv_nxt - 1
+            self.snd_wl2 = ack
+            if self.retries == 0 and o.timestamp is None:
+                self.rtt.sample(now - self._rtt_time)
+            elif o.timestamp is not None and o.timestamp[1]:
+                self.rtt.sample(self._ts_rtt(o.timestamp[1], now))
+            self.retries = 0
+            self._rto_at = None
+            self._timers_changed()
+            # the SYN-ACK's window is not scaled (RFC 7323 §2.2)
+            self.snd_wnd = wnd
+            self.max_snd_wnd = wnd
+            self.rcv_adv = self.rcv_nxt + self._window_to_advertise()
+            if self._fin_seq is not None:
+                self._fin_seq = None
+                self._queue_fin()
+            self._send_ack(now)
+            if self.buffered:
+                self.iface.want_output(self)
+            self._notify()
+            if payload:
+                self._receive_text(self.rcv_nxt, payload, now)
+            if flags & FIN and self.rcv_nxt == unwrap(seq32, self.rcv_nxt) + 1 + len(payload):
+                self._receive_fin(now)
+        else:
+            # Simultaneous open (RFC 9293 §3.5, figure 7)
+            self.state = SYN_RECEIVED
+            self.snd_wnd = wnd
+            self.max_snd_wnd = wnd
+            self._passive = False
+            c = self.config
+            opts_out = wtcp.build_options(
+                mss=c.mss or (self.iface.mtu - 40),
+                wscale=self.rcv_wscale if self.ws_ok else None,
+                sack_permitted=self.sack_ok,
+                timestamp=(self._ts_now(now), self.ts_recent) if self.ts_ok else None,
+            )
+            self._emit(self.iss, self.rcv_nxt, SYN | ACK, b"", now, options=opts_out,
+                       window=min(self.config.rcvbuf, 65535))
+
+    # ---------------------------------------------------------------- ACK processing
+
+    def _process_ack(self, ack: int, seq: int, wnd: int, plen: int, flags: int, tsecr: int, now: float) -> None:
+        una = self.snd_una
+        if ack > una:
+            acked = ack - una
+            self.snd_una = ack
+            flight_before = self.snd_max - una
+            # RTT sample: timestamps on every advancing ACK (RFC 7323 §4.1), else
+            # the one timed segment unless it was retransmitted (Karn).
+            rtt = None
+            if tsecr:
+                rtt = self._ts_rtt(tsecr, now)
+            elif self._rtt_seq is not None and ack > self._rtt_seq:
+                rtt = now - self._rtt_time
+                self._rtt_seq = None
+            if rtt is not None and 0 <= rtt < 120:
+                self.rtt.sample(rtt)
+            self.retries = 0
+            self._persist_probes = 0
+            # drop acknowledged bytes from the send buffer
+            data_acked = min(ack, self._data_end()) - self._sbuf_seq
+            if data_acked > 0:
+                self._sbuf_start += data_acked
+                self._sbuf_seq += data_acked
+                if self._sbuf_start == len(self._sbuf):
+                    self._sbuf.clear()
+                    self._sbuf_start = 0
+            if self.snd_nxt < ack:
+                self.snd_nxt = ack  # after a go-back-N rewind
+            if self._sacked:
+                self._prune_sacked()
+            # congestion control and recovery (RFC 5681, RFC 6582, RFC 6675)
+            if self.in_recovery:
+                if ack >= self.recover:
+                    self.in_recovery = False
+                    self.cc.cwnd = max(min(self.cc.ssthresh, (self.snd_max - ack) + self.snd_mss), self.snd_mss)
+                    self.dupacks = 0
+                else:
+                    # partial ACK: the next hole is lost too (RFC 6582 §3.2 step 3)
+                    self.dupacks = 0
+                    if self.rexmit_next < ack:
+                        self.rexmit_next = ack
+                    if not self.sack_ok:
+                        self.rexmit_next = ack
+                        self._retransmit_one(ack, now)
+            else:
+                self.dupacks = 0
+                self.cc.on_ack(acked, flight_before, now, self.rtt.srtt)
+            # RFC 6298 §5.2/5.3
+            if self.snd_una >= self.snd_max:
+                self._rto_at = None
+            else:
+                self._rto_at = now + self.rtt.rto
+            self._timers_changed()
+            if self.state in _CAN_SEND or self.buffered:
+                self._notify()  # buffer space freed
+        elif (
+            ack == una
+            and plen == 0
+            and not flags & (SYN | FIN)
+            and wnd == self.snd_wnd
+            and self.snd_max > una
+        ):
+            # duplicate ACK (RFC 5681 §2)
+            self.dupacks += 1
+            if self.dupacks == 3 and not self.in_recovery and una >= self.recover:
+                self._enter_recovery(now)
+            elif self.in_recovery:
+                self.iface.want_output(self)
+        # window update (RFC 9293 §3.10.7.4, fifth step)
+        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+            opened = wnd > self.snd_wnd
+            self.snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if opened:
+                self._persist_at = None
+                self._persist_probes = 0
+                self._timers_changed()
+                self.iface.want_output(self)
+        if ack > una and self.buffered > self._sent_bytes():
+            self.iface.want_output(self)
+
+    def _enter_recovery(self, now: float) -> None:
+        """Fast retransmit and recovery (RFC 5681 §3.2, RFC 6582, RFC 6675 §5)."""
+        flight = self.snd_max - self.snd_una
+        self.cc.on_loss(flight, now)
+        self.cc.cwnd = max(self.cc.ssthresh, 2 * self.snd_mss)
+        self.in_recovery = True
+        self.recover = self.snd_max
+        self.rexmit_next = self.snd_una
+        self._rtt_seq = None
+        self.stats.drop("tcp_fast_retransmit")  # counted as an event, not a loss of ours
+        self._retransmit_one(self.snd_una, now)
+        self.rexmit_next = min(self.snd_una + self.snd_mss, self.snd_max)
+        self.iface.want_output(self)
+
+    def _on_sack(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        una = self.snd_una
+        for left32, right32 in blocks:
+            left = unwrap(left32, una)
+            right = unwrap(right32, una)
+            if not (una < right <= self.snd_max and left < right):
+                continue  # RFC 2018 §5: ignore blocks that make no sense (and D-SACK)
+            left = max(left, una)
+            self._add_sacked(left, right)
+
+    def _add_sacked(self, left: int, right: int) -> None:
+        s = self._sacked
+        merged = [left, right]
+        out: list[list[int]] = []
+        for blk in s:
+            if blk[1] < merged[0] or blk[0] > merged[1]:
+                out.append(blk)
+            else:
+                merged[0] = min(merged[0], blk[0])
+                merged[1] = max(merged[1], blk[1])
+        out.append(merged)
+        out.sort()
+        if len(out) > 32:
+            out = out[-32:]
+        self._sacked = out
+        if merged[1] > self.high_sacked:
+            self.high_sacked = merged[1]
+
+    def _prune_sacked(self) -> None:
+        una = self.snd_una
+        self._sacked = [b if b[0] >= una else [una, b[1]] for b in self._sacked if b[1] > una]
+        if self.high_sacked < una:
+            self.high_sacked = una
+
+    def _sacked_bytes(self) -> int:
+        return sum(b[1] - b[0] for b in self._sacked)
+
+    def _pipe(self) -> int:
+        """Bytes believed in flight (RFC 6675 §4, simplified to ranges)."""
+        flight = self.snd_max - self.snd_una
+        if not self.in_recovery:
+            return flight
+        if self.sack_ok and self._sacked:
+            hs = self.high_sacked
+            sacked = self._sacked_bytes()
+            # everything unsacked below the highest SACK is taken as lost,
+            # except what we have retransmitted since
+            lost = (hs - self.snd_una) - sacked
+            rexmitted = max(0, min(self.rexmit_next, hs) - self.snd_una) - sum(
+                min(b[1], self.rexmit_next) - b[0] for b in self._sacked if b[0] < self.rexmit_next
+            )
+            return max(0, flight - sacked - lost + max(0, rexmitted))
+        return max(0, flight - self.dupacks * self.snd_mss)
+
+    # ---------------------------------------------------------------- receiving text
+
+    def _receive_text(self, seq: int, payload: memoryview, now: float) -> None:
+        rn = self.rcv_nxt
+        end = seq + len(payload)
+        limit = self.rcv_adv if self.rcv_adv > rn else rn
+        if seq < rn:
+            payload = payload[rn - seq :]  # already have the head
+            seq = rn
+        if end > limit:
+            payload = payload[: max(0, limit - seq)]  # beyond the window (§3.10.7.4)
+            end = seq + len(payload)
+            self._ack_now = True
+        if not payload:
+            self._ack_now = True  # a duplicate: tell the sender where we are
+            return
+        if seq == rn:
+            self._rbuf += payload
+            self.rcv_nxt = end
+            full = len(payload) >= self.snd_mss
+            if self._ooo:
+                self._merge_ooo()
+                self._ack_now = True  # RFC 5681 §4.2: ACK at once when a gap fills
+            self._segs_unacked += 1 if full else 0
+            if self._ooo_fin is not None and self._ooo_fin == self.rcv_nxt:
+                self._ooo_fin = None
+                self._receive_fin(now)
+            if self._segs_unacked >= 2 or not self.config.delayed_ack or self.state != ESTABLISHED:
+                self._ack_now = True
+            elif not self._ack_now and self._delack_at is None:
+                # RFC 9293 §3.8.6.3: ACK at least every second full segment, or within the timer
+                self._delack_at = now + self.config.delayed_ack
+                self._timers_changed()
+            if not full and self._delack_at is None:
+                self._delack_at = now + self.config.delayed_ack
+                self._timers_changed()
+            self._notify()
+        else:
+            self._store_ooo(seq, bytes(payload))
+            self._ack_now = True  # RFC 5681 §4.2: out-of-order data gets an immediate (dup) ACK
+
+    def _store_ooo(self, seq: int, data: bytes) -> None:
+        ooo = self._ooo
+        # merge with overlapping/adjacent stored segments, keep the list sorted
+        new_start, new_data = seq, data
+        keep: list[tuple[int, bytes]] = []
+        for s, d in ooo:
+            e = s + len(d)
+            if e < new_start or s > new_start + len(new_data):
+                keep.append((s, d))
+                continue
+            lo = min(s, new_start)
+            hi = max(e, new_start + len(new_data))
+            buf = bytearray(hi - lo)
+            buf[s - lo : e - lo] = d
+            buf[new_start - lo : new_start - lo + len(new_data)] = new_data
+            new_start, new_data = lo, bytes(buf)
+        if len(keep) >= self.config.max_ooo_segments:
+            self.stats.drop("tcp_ooo_full")
+            return
+        keep.append((new_start, new_data))
+        keep.sort(key=_first)
+        self._ooo = keep
+
+    def _merge_ooo(self) -> None:
+        ooo = self._ooo
+        while ooo and ooo[0][0] <= self.rcv_nxt:
+            s, d = ooo.pop(0)
+            e = s + len(d)
+            if e > self.rcv_nxt:
+                self._rbuf += d[self.rcv_nxt - s :]
+                self.rcv_nxt = e
+
+    def _receive_fin(self, now: float) -> None:
+        self.rcv_nxt += 1
+        self.peer_eof = True
+        self._ack_now = True
+        st = self.state
+        if st in (SYN_RECEIVED, ESTABLISHED):
+            self.state = CLOSE_WAIT
+        elif st == FIN_WAIT_1:
+            if self._fin_seq is not None and self.snd_una > self._fin_seq:
+                self._enter_time_wait(now)
+            else:
+                self.state = CLOSING
+        elif st == FIN_WAIT_2:
+            self._enter_time_wait(now)
+        self._notify()
+
+    def _window_to_advertise(self) -> int:
+        free = self.config.rcvbuf - self.unread - sum(len(d) for _, d in self._ooo)
+        return max(0, free)
+
+    def _window_update_check(self) -> None:
+        """After the application read: open the window if it grew enough (SWS, RFC 9293 §3.8.6.2.2)."""
+        if self.state not in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2):
+            return
+        free = self._window_to_advertise()
+        current = self.rcv_adv - self.rcv_nxt
+        if free - current >= min(self.config.rcvbuf // 2, self.snd_mss * 2):
+            self._ack_now_deferred()
+
+    def _ack_now_deferred(self) -> None:
+        self._segs_unacked = 2  # forces an ACK at the next flush
+        self.iface.want_output(self)
+
+    # ================================================================== output
+
+    def _data_end(self) -> int:
+        return self._sbuf_seq + (len(self._sbuf) - self._sbuf_start)
+
+    def _sent_bytes(self) -> int:
+        """Bytes of the send buffer already sent at least once."""
+        return max(0, min(self.snd_max, self._data_end()) - self._sbuf_seq)
+
+    def _compact_sbuf(self) -> None:
+        start = self._sbuf_start
+        if start > 65536 and start * 2 > len(self._sbuf):
+            del self._sbuf[:start]
+            self._sbuf_start = 0
+
+    def _queue_fin(self) -> None:
+        self._fin_seq = self._data_end()
+        if self.state in (SYN_RECEIVED, ESTABLISHED):
+            self.state = FIN_WAIT_1
+        elif self.state == CLOSE_WAIT:
+            self.state = LAST_ACK
+        self.iface.want_output(self)
+
+    def _ack_pending(self) -> bool:
+        return self._segs_unacked >= 2 or self._ack_now
+
+    def flush(self, now: float) -> None:
+        """OutputOwner: send what may be sent (called from the interface's poll)."""
+        if self.state in (CLOSED, LISTEN, SYN_SENT, TIME_WAIT):
+            return
+        if self.state == SYN_RECEIVED and not self._passive:
+            return
+        sent = self._output(now)
+        if not sent and (self._segs_unacked >= 2 or self._ack_now):
+            self._send_ack(now)
+
+    def _output(self, now: float) -> bool:
+        """Send new data, retransmissions in recovery, and FIN, as the windows allow.
+        Returns whether any segment went out (it carried the ACK)."""
+        st = self.state
+        if st not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, LAST_ACK, CLOSING):
+            return False
+        mss = self.snd_mss
+        data_end = self._data_end()
+        fin_seq = self._fin_seq
+        sent_any = False
+        nodelay = self.config.nodelay
+        cc = self.cc
+        for _ in range(4096):  # bounded; each turn sends one segment
+            una = self.snd_una
+            nxt = self.snd_nxt
+            if self.in_recovery:
+                # RFC 6675 §5 NextSeg: first a lost (unsacked) range, then new data
+                pipe = self._pipe()
+                if pipe >= cc.cwnd:
+                    break
+                hole = self._next_hole()
+                if hole is not None:
+                    start, end = hole
+                    n = min(mss, end - start)
+                    self._send_data(start, n, now, retransmit=True)
+                    self.rexmit_next = start + n
+                    sent_any = True
+                    continue
+                wnd_room = una + self.snd_wnd - nxt
+                n = min(mss, data_end - nxt, wnd_room)
+                if n <= 0:
+                    break
+                self._send_data(nxt, n, now)
+                sent_any = True
+                continue
+            wnd = min(self.snd_wnd, cc.cwnd)
+            room = una + wnd - nxt
+            avail = data_end - nxt
+            if avail > 0:
+                n = min(avail, mss, room)
+                if n <= 0:
+                    if self.snd_wnd == 0 or una + self.snd_wnd <= nxt:
+                        self._arm_persist(now)
+                    break
+                if n < mss:
+                    # Sender SWS avoidance (RFC 9293 §3.8.6.2.1) and Nagle (§3.7.4)
+                    if n < avail and n < self.max_snd_wnd >> 1:
+                        if nxt == una:
+                            self._arm_persist(now)
+                        break
+                    elif not (nodelay or nxt == una or fin_seq is not None):
+                        break
+                self._send_data(nxt, n, now)
+                sent_any = True
+                continue
+            if fin_seq is not None and nxt == fin_seq:
+                self._emit(fin_seq, self.rcv_nxt, FIN | ACK, b"", now)
+                self.snd_nxt = fin_seq + 1
+                if self.snd_max < self.snd_nxt:
+                    self.snd_max = self.snd_nxt
+                self._after_send(now)
+                sent_any = True
+            break
+        return sent_any
+
+    def _next_hole(self) -> tuple[int, int] | None:
+        """The next range to retransmit in recovery, at or after ``rexmit_next``."""
+        start = max(self.rexmit_next, self.snd_una)
+        if self.sack_ok and self._sacked:
+            limit = self.high_sacked
+            for left, right in self._sacked:
+                if start < left:
+                    return (start, min(left, limit)) if start < limit else None
+                if start < right:
+                    start = right
+            return None
+        return None
+
+    def _retransmit_one(self, seq: int, now: float) -> None:
+        n = min(self.snd_mss, self._data_end() - seq)
+        if n > 0:
+            self._send_data(seq, n, now, retransmit=True)
+        elif self._fin_seq is not None and seq == self._fin_seq:
+            self._emit(seq, self.rcv_nxt, FIN | ACK, b"", now)
+
+    def _send_data(self, seq: int, n: int, now: float, retransmit: bool = False) -> None:
+        off = self._sbuf_start + (seq - self._sbuf_seq)
+        end_seq = seq + n
+        flags = ACK
+        if end_seq == self._data_end():
+            flags |= PSH
+            if self._fin_seq is not None and end_seq == self._fin_seq and not retransmit:
+                flags |= FIN
+        with memoryview(self._sbuf) as mv:
+            self._emit(seq, self.rcv_nxt, flags, mv[off : off + n], now)
+        if retransmit:
+            self._rexmits += 1
+        if not retransmit or end_seq > self.snd_nxt:
+            self.snd_nxt = end_seq + (1 if flags & FIN else 0)
+        if self.snd_nxt > self.snd_max:
+            if self._rtt_seq is None and not retransmit:
+                self._rtt_seq = seq
+                self._rtt_time = now
+            self.snd_max = self.snd_nxt
+        self._after_send(now)
+
+    def _after_send(self, now: float) -> None:
+        if self._rto_at is None:
+            self._rto_at = now + self.rtt.rto
+            self._timers_changed()
+
+    def _send_ack(self, now: float) -> None:
+        self._emit(self.snd_nxt, self.rcv_nxt, ACK, b"", now)
+
+    def _challenge_ack(self, now: float) -> None:
+        """RFC 5961 §3.2/§4.2/§5.2, rate-limited per stack (§7)."""
+        if self.table.challenge_ack_allowed(now):
+            self.stats.drop("tcp_challenge_ack_sent")
+            self._send_ack(now)
+        else:
+            self.stats.drop("tcp_challenge_ack_limited")
+
+    def _emit(
+        self, seq: int, ack: int, flags: int, payload: BytesLike, now: float, *,
+        options: bytes | None = None, window: int | None = None,
+    ) -> None:
+        """Build and send one segment; every segment we send passes here."""
+        if options is None:
+            options = b""
+            if self.ts_ok:
+                options = _TS_OPT.pack(1, 1, 8, 10, self._ts_now(now), self.ts_recent)
+            if self._ooo and self.sack_ok:
+                options += self._sack_option(3 if self.ts_ok else 4)
+        if window is None:
+            window = self._advertise()
+        if flags & ACK:
+            self._segs_unacked = 0
+            if self._delack_at is not None:
+                self._delack_at = None
+        hl = 20 + len(options)
+        hdr = _HDR.pack(self.lport, self.rport, wrap(seq), wrap(ack), hl << 2, flags, window, 0, 0)
+        seg = bytearray(hdr)
+        if options:
+            seg += options
+        if payload:
+            seg += payload
+        c = checksum(seg, pseudo_header_sum(self.local, self.remote, PROTO_TCP, len(seg)))
+        seg[16] = c >> 8
+        seg[17] = c & 0xFF
+        self._tx_segments += 1
+        self.table.output(self, seg, now)
+
+    def _advertise(self) -> int:
+        """The window field for an outgoing segment.  The right edge never moves
+        back (RFC 9293 §3.8.6.2.2 "shrinking the window is strongly discouraged")
+        and moves forward only by a useful amount (receiver SWS avoidance, same
+        section: at least min(RCV.BUFF/2, Eff.snd.MSS))."""
+        rn = self.rcv_nxt
+        shift = self.rcv_wscale
+        free = self._window_to_advertise()
+        current = self.rcv_adv - rn
+        if current < 0:
+            current = 0
+        if free - current >= min(self.config.rcvbuf >> 1, self.snd_mss):
+            field = min(free >> shift, 65535)
+            if (field << shift) > current:
+                self.rcv_adv = rn + (field << shift)
+                return field
+        return min(current >> shift, 65535)
+
+    def _sack_option(self, max_blocks: int) -> bytes:
+        blocks = self._ooo[-max_blocks:]
+        out = bytearray(b"\x01\x01\x05")
+        out.append(2 + 8 * len(blocks))
+        for s, d in reversed(blocks):
+            out += _SACK_BLOCK.pack(wrap(s), wrap(s + len(d)))
+        return bytes(out)
+
+    def _ts_now(self, now: float) -> int:
+        return (int(now * 1000) + self._ts_offset) & 0xFFFFFFFF
+
+    def _ts_rtt(self, tsecr: int, now: float) -> float:
+        return ((self._ts_now(now) - tsecr) & 0xFFFFFFFF) / 1000.0
+
+    # ================================================================== timers
+
+    def deadline(self) -> float | None:
+        best: float | None = None
+        for t in (self._rto_at, self._delack_at, self._persist_at, self._keepalive_at, self._timewait_at,
+                  self._linger_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def _timers_changed(self) -> None:
+        if self.config.keepalive and self.state == ESTABLISHED and self._keepalive_at is None:
+            self._keepalive_at = self._last_rx + self.config.keepalive_idle
+        self.iface.timers.update(self)
+
+    def _arm_rto(self, now: float) -> None:
+        self._rto_at = now + self.rtt.rto
+        self._rtt_time = now
+        self._timers_changed()
+
+    def _arm_persist(self, now: float) -> None:
+        if self._persist_at is None and self.snd_una == self.snd_nxt:
+            self._persist_at = now + self.rtt.rto * (1 << min(self._persist_probes, 10))
+            self._persist_at = min(self._persist_at, now + self.config.rto_max)
+            self._timers_changed()
+
+    def on_timer(self, now: float) -> None:
+        if self._timewait_at is not None and now >= self._timewait_at:
+            self._to_closed(None)
+            return
+        if self._linger_at is not None and now >= self._linger_at:
+            self.stats.drop("tcp_fin_wait2_timeout")
+            self._to_closed(None)
+            return
+        if self._delack_at is not None and now >= self._delack_at:
+            self._delack_at = None
+            if self.state not in (CLOSED, SYN_SENT):
+                self._send_ack(now)
+        if self._rto_at is not None and now >= self._rto_at:
+            self._rto_at = None
+            self._on_rto(now)
+            if self.state == CLOSED:
+                return
+        if self._persist_at is not None and now >= self._persist_at:
+            self._persist_at = None
+            self._on_persist(now)
+            if self.state == CLOSED:
+                return
+        if self._keepalive_at is not None and now >= self._keepalive_at:
+            self._keepalive_at = None
+            self._on_keepalive(now)
+            if self.state == CLOSED:
+                return
+        self._timers_changed()
+
+    def _on_rto(self, now: float) -> None:
+        """RFC 6298 §5.4-5.7: retransmit the earliest unacknowledged segment, back off."""
+        st = self.state
+        if self.snd_una >= self.snd_max and st not in (SYN_SENT, SYN_RECEIVED):
+            return
+        self.retries += 1
+        self._rexmits += 1
+        self.stats.drop("tcp_rto")
+        limit = self.config.syn_retries if st in (SYN_SENT, SYN_RECEIVED) else self.config.max_retries
+        if self.retries > limit:
+            if st == SYN_RECEIVED and self._passive:
+                self._to_closed(None)
+            else:
+                self._to_closed(errno.ETIMEDOUT)
+            return
+        self.rtt.back_off()
+        self._rtt_seq = None  # Karn: no sample from a retransmitted segment
+        if st in (SYN_SENT, SYN_RECEIVED):
+            self._send_syn(now)
+        else:
+            flight = self.snd_max - self.snd_una
+            self.cc.on_timeout(flight, now)
+            self.in_recovery = False
+            self.dupacks = 0
+            self.recover = self.snd_max
+            self._sacked = []  # RFC 6675 §5.1: the receiver may have reneged
+            self.high_sacked = self.snd_una
+            self.snd_nxt = self.snd_una  # go back N
+            if not self._output(now):
+                self._retransmit_one(self.snd_una, now)
+        self._rto_at = now + self.rtt.rto
+        self._timers_changed()
+
+    def _on_persist(self, now: float) -> None:
+        """Zero-window probe (RFC 9293 §3.8.6.1), with exponential backoff.  The probe
+        is an ACK below the window, which any TCP must answer with its window."""
+        if self.snd_wnd > 0 and self.snd_una + self.snd_wnd > self.snd_nxt:
+            self.iface.want_output(self)
+            return
+        if self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, LAST_ACK, CLOSING):
+            return
+        self._persist_probes += 1
+        if self._persist_probes > self.config.max_retries + 3:
+            self._to_closed(errno.ETIMEDOUT)
+            return
+        self._emit(self.snd_una - 1, self.rcv_nxt, ACK, b"", now)
+        self._persist_at = now + min(self.rtt.rto * (1 << min(self._persist_probes, 10)), self.config.rto_max)
+
+    def _on_keepalive(self, now: float) -> None:
+        """RFC 9293 §3.8.4 / RFC 1122 §4.2.3.6: probe an idle connection."""
+        if not self.config.keepalive or self.state != ESTABLISHED:
+            return
+        idle = now - self._last_rx
+        if idle < self.config.keepalive_idle:
+            self._keepalive_at = self._last_rx + self.config.keepalive_idle
+            return
+        if self._keepalive_probes >= self.config.keepalive_count:
+            self._to_closed(errno.ETIMEDOUT)
+            return
+        self._keepalive_probes += 1
+        self._emit(self.snd_una - 1, self.rcv_nxt, ACK, b"", now)
+        self._keepalive_at = now + self.config.keepalive_interval
+
+    # ================================================================== endings
+
+    def _enter_time_wait(self, now: float) -> None:
+        self.state = TIME_WAIT
+        self._rto_at = None
+        self._persist_at = None
+        self._keepalive_at = None
+        self._linger_at = None
+        self._delack_at = None
+        self._timewait_at = now + 2 * self.config.msl
+        self._timers_changed()
+        self._notify()
+
+    def _to_closed(self, err: int | None) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        if err is not None:
+            self.error = err
+        self._rto_at = self._delack_at = self._persist_at = self._keepalive_at = None
+        self._timewait_at = self._linger_at = None
+        self._ooo = []
+        if err is not None:
+            self._sbuf = bytearray()
+            self._sbuf_start = 0
+        self.table.remove(self)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_event is not None and not self._event_queued:
+            self._event_queued = True
+            self.iface.ready.append(self._fire)
+
+    def _fire(self) -> None:
+        self._event_queued = False
+        cb = self.on_event
+        if cb is not None:
+            cb()
+
+    def icmp_error(self, icmp_type: int, code: int, mtu: int, now: float) -> None:
+        """RFC 1122 §4.2.3.9 / RFC 5927: soft errors; RFC 1191: PMTU decrease."""
+        if icmp_type == 3 and code == 4 and mtu >= 68:
+            new_mss = mtu - 40 - (12 if self.ts_ok else 0)
+            if 64 <= new_mss < self.snd_mss:
+                self.snd_mss = new_mss
+                self.cc.set_mss(new_mss)
+                # retransmit what was too big (RFC 1191 §6.5)
+                self.snd_nxt = self.snd_una
+                self.iface.want_output(self)
+            return
+        if self.state == SYN_SENT and icmp_type == 3 and code in (2, 3):
+            self._to_closed(errno.ECONNREFUSED)
+
+    def __repr__(self) -> str:
+        return (f"<TcpConnection {self.local_address[0]}:{self.lport} -> {self.remote_address[0]}:{self.rport} "
+                f"{self.state_name}>")
+
+
+def _first(item: tuple[int, bytes]) -> int:
+    return item[0]
