@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
+import sys
 import types
+from functools import partial
 from typing import Any
 
 from ..phy.base import Device
+from ..phy.faults import FaultConfig, FaultyDevice
 from ..phy.pcap import PcapDevice, PcapWriter
 from ..runtime.poller import Runner
 from ..services.echo import UdpEchoService
 from ..services.tcp_basic import ChargenService, DiscardService, TcpEchoService
 from ..stack import Stack
+from ..tcp.connection import STATE_NAMES, TcpConfig
 
 log = logging.getLogger("seqs.up")
 
@@ -23,6 +29,10 @@ examples:
   seqs up --tap tap0 --ip 10.0.0.2/24 --udp-echo 7
   # the kernel side, in another shell:
   ip addr add 10.0.0.1/24 dev tap0; ping 10.0.0.2
+  # TCP services with a 1 s TIME-WAIT, 2 % of frames lost each way, counters on demand
+  seqs up --tap tap0 --ip 10.0.0.2/24 --tcp-echo 7 --chargen 19 --msl 0.5 --loss 0.02 \\
+      --stats-file /tmp/seqs.json &
+  kill -USR1 $!; cat /tmp/seqs.json
 """
 
 
@@ -52,7 +62,23 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="run the TCP character generator (RFC 864) on PORT; repeatable")
     p.add_argument("--chargen-limit", type=int, metavar="BYTES",
                    help="chargen closes after sending BYTES (default: until the client closes)")
-    p.add_argument("--pcap", metavar="FILE", help="record every frame in and out to FILE")
+    p.add_argument("--pcap", metavar="FILE",
+                   help="record every frame in and out to FILE (as the kernel sees them: after --loss)")
+    p.add_argument("--msl", type=float, metavar="SECONDS",
+                   help="TCP maximum segment lifetime; TIME-WAIT lasts 2*MSL (default: 30)")
+    p.add_argument("--loss", type=float, default=0.0, metavar="P",
+                   help="drop each frame with probability P (0..1), independently in each direction "
+                   "(sent and received), to exercise retransmission against a real peer")
+    p.add_argument("--fault-seed", type=int, metavar="N",
+                   help="seed for --loss, so a run drops the same frames again (default: random)")
+    p.add_argument("--stats-file", metavar="PATH",
+                   help="on SIGUSR1 and at exit, write a JSON object to PATH (replaced atomically): "
+                   "'stats' (the interface counters and drops by reason), 'tcp_connections' (the number "
+                   "in the TCP table, TIME-WAIT included), 'tcp_states' (that number by state), "
+                   "'services' (per TCP service: port, accepted, open, bytes_in, bytes_out) and "
+                   "'faults' (frames dropped by --loss, per direction)")
+    p.add_argument("--trace", action="store_true",
+                   help="print every TCP segment in and out to stderr, drawn as RFC 9293 does")
     p.set_defaults(func=run)
     return p
 
@@ -69,18 +95,63 @@ def open_device(args: argparse.Namespace) -> Device:
         device = PacketDevice(args.raw, mtu=args.mtu or 1500)
     if args.pcap:
         device = PcapDevice(device, PcapWriter(args.pcap))
+    if args.loss:
+        seed = args.fault_seed
+        device = FaultyDevice(
+            device,
+            tx=FaultConfig(loss=args.loss, seed=seed),
+            rx=FaultConfig(loss=args.loss, seed=None if seed is None else seed + 1),
+        )
     return device
 
 
+_Service = UdpEchoService | TcpEchoService | DiscardService | ChargenService
+_KINDS = {TcpEchoService: "tcp-echo", DiscardService: "discard", ChargenService: "chargen"}
+
+
+def write_stats(path: str, stack: Stack, device: Device, services: list[_Service]) -> None:
+    """The --stats-file snapshot; written to a temporary name and renamed, so a
+    reader never sees half of it."""
+    states: dict[str, int] = {}
+    for conn in stack.tcp.connections:
+        name = STATE_NAMES[conn.state]
+        states[name] = states.get(name, 0) + 1
+    tcp_services = [
+        {"kind": _KINDS[type(s)], "port": s.listener.port, "accepted": s.accepted, "open": len(s.conns),
+         "bytes_in": s.bytes_in, "bytes_out": s.bytes_out}
+        for s in services if not isinstance(s, UdpEchoService)
+    ]
+    snapshot = {
+        "stats": stack.stats.as_dict(),
+        "tcp_connections": len(stack.tcp),
+        "tcp_states": states,
+        "services": tcp_services,
+        "faults": ({"tx_dropped": device.tx_faults.dropped, "rx_dropped": device.rx_faults.dropped}
+                   if isinstance(device, FaultyDevice) else None),
+    }
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(snapshot, f)
+    os.replace(tmp, path)
+
+
 def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.loss <= 1.0:
+        raise ValueError(f"--loss must be a probability in 0..1, got {args.loss}")
+    if args.msl is not None and args.msl < 0:
+        raise ValueError("--msl must not be negative")
+    tcp_config = TcpConfig() if args.msl is None else TcpConfig(msl=args.msl)
     device = open_device(args)
     try:
-        stack = Stack(mac=args.mac, ip=args.ip, gateway=args.gateway, mtu=device.mtu, vnet_hdr=device.vnet_hdr)
+        stack = Stack(mac=args.mac, ip=args.ip, gateway=args.gateway, mtu=device.mtu, vnet_hdr=device.vnet_hdr,
+                      tcp_config=tcp_config)
     except ValueError:
         device.close()
         raise
+    if args.trace:
+        stack.tcp.tracer = partial(print, file=sys.stderr, flush=True)
     runner = Runner(stack, device)
-    services: list[UdpEchoService | TcpEchoService | DiscardService | ChargenService] = []
+    services: list[_Service] = []
     services += [UdpEchoService(stack, port) for port in args.udp_echo]
     services += [TcpEchoService(stack, port) for port in args.tcp_echo]
     services += [DiscardService(stack, port) for port in args.discard]
@@ -92,6 +163,13 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    if args.stats_file:
+        # The handler runs in this (the loop's) thread between two bytecodes, so
+        # it may see a turn half done; counters are read, nothing is changed.
+        def on_usr1(signum: int, frame: types.FrameType | None) -> None:
+            write_stats(args.stats_file, stack, device, services)
+
+        signal.signal(signal.SIGUSR1, on_usr1)
     with runner.lock:
         stack.iface.announce()
         runner.flush()
@@ -99,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         runner.run()
     finally:
+        if args.stats_file:
+            write_stats(args.stats_file, stack, device, services)
         for s in services:
             s.close()
         runner.close()

@@ -126,6 +126,9 @@ class VirtualNetwork:
                 self._transmit(p)
             if predicate is not None and predicate():
                 return True
+            # the predicate may have driven a stack (sent data): those frames leave now
+            for p in self.ports:
+                self._transmit(p)
             nxt = self.next_event()
             if nxt is None:
                 return False

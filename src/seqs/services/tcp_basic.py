@@ -106,7 +106,9 @@ class DiscardService(_Service):
 class ChargenService(_Service):
     """Sends the pattern until ``limit`` bytes (None: until the client closes)."""
 
-    BLOCK = 72 * 95 * 4  # a whole number of pattern periods, so blocks join seamlessly
+    # A whole number of pattern periods (95 lines of 72 characters plus CRLF), so
+    # blocks join seamlessly.
+    BLOCK = 74 * 95 * 4
 
     def __init__(self, stack: Stack, port: int, limit: int | None = None, backlog: int = 512) -> None:
         super().__init__(stack, port, backlog)

@@ -25,6 +25,7 @@ from ..iface import Interface
 from ..tcp.connection import TcpConfig, TcpConnection
 from ..tcp.isn import IsnGenerator
 from ..tcp.seq import unwrap
+from ..tcp.trace import Tracer, describe, describe_bytes
 from ..wire import icmp as wicmp
 from ..wire import ipv4 as wip
 from ..wire import tcp as wtcp
@@ -179,6 +180,8 @@ class TcpTable:
         self._challenge_rate = challenge_ack_rate
         self._challenge_tokens = challenge_ack_rate
         self._challenge_at = 0.0
+        #: called with one RFC 9293-style line per segment in and out (see seqs.tcp.trace)
+        self.tracer: Tracer | None = None
         iface.register_protocol(wip.PROTO_TCP, self._input, self._icmp_error)
 
     # -- user API ------------------------------------------------------------------------
@@ -245,6 +248,8 @@ class TcpTable:
     # -- for connections -----------------------------------------------------------------
 
     def output(self, conn: TcpConnection, segment: bytearray, now: float) -> None:
+        if self.tracer is not None:
+            self.tracer(f"{_ends(conn)} {conn.state_name} --> {describe_bytes(segment)}")
         try:
             self.iface.send_ipv4(conn.remote, wip.PROTO_TCP, segment, now, src=conn.local,
                                  ttl=conn.config.ttl, tos=conn.config.tos, df=True)
@@ -313,7 +318,14 @@ class TcpTable:
         st.tcp_rx += 1
         conn = self._conns.get((src, sport, dst, dport))
         if conn is not None:
-            conn.segment_arrives(seq, ack, flags, wnd, seg[20:hl], seg[hl:], now)
+            if self.tracer is None:
+                conn.segment_arrives(seq, ack, flags, wnd, seg[20:hl], seg[hl:], now)
+            else:
+                before = conn.state_name
+                self.tracer(f"{_ends(conn)} {before} <-- {describe(seq, ack, flags, wnd, n - hl)}")
+                conn.segment_arrives(seq, ack, flags, wnd, seg[20:hl], seg[hl:], now)
+                if conn.state_name != before:
+                    self.tracer(f"{_ends(conn)} {before} -> {conn.state_name}")
             return True
         if flags & RST:
             st.drop("tcp_rst_no_connection")
@@ -324,6 +336,8 @@ class TcpTable:
             if flags & ACK:
                 self.send_rst(dst, dport, src, sport, ack, 0, RST, now)
             elif flags & SYN:
+                if self.tracer is not None:
+                    self.tracer(f"{wip.ntoa(dst)}:{dport} LISTEN <-- {describe(seq, ack, flags, wnd, n - hl)}")
                 lst._on_syn(src, sport, dst, seq, wnd, seg[20:hl], now)
             else:
                 st.drop("tcp_listen_no_syn")
@@ -372,3 +386,7 @@ class TcpTable:
                 self.iface.stats.drop("tcp_icmp_out_of_window")
                 return
         conn.icmp_error(icmp_type, code, mtu, now)
+
+
+def _ends(conn: TcpConnection) -> str:
+    return f"{wip.ntoa(conn.local)}:{conn.lport}>{wip.ntoa(conn.remote)}:{conn.rport}"

@@ -462,7 +462,7 @@ class TcpConnection:
         """Abortive close: send RST and drop everything (RFC 9293 §3.10.5)."""
         self._closed_by_user = True
         if self.state in (SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
-            self._emit(self.snd_nxt, 0, RST | ACK, b"", self.iface.now, options=b"")
+            self._emit(self.snd_nxt, self.rcv_nxt, RST | ACK, b"", self.iface.now, options=b"")
         self._to_closed(None)
 
     # ================================================================== opening
@@ -688,7 +688,7 @@ class TcpConnection:
                 if self._closed_by_user and self.state in (FIN_WAIT_1, FIN_WAIT_2):
                     # Nobody will read it: tell the peer (as Linux does for orphans).
                     self.stats.drop("tcp_data_after_close")
-                    self._emit(self.snd_nxt, 0, RST | ACK, b"", now, options=b"")
+                    self._emit(self.snd_nxt, self.rcv_nxt, RST | ACK, b"", now, options=b"")
                     self._to_closed(None)
                     return
                 self._receive_text(seq, payload, now)
@@ -849,8 +849,8 @@ class TcpConnection:
             self.dupacks += 1
             if self.dupacks == 3 and not self.in_recovery and una >= self.recover:
                 self._enter_recovery(now)
-            elif self.in_recovery:
-                self.iface.want_output(self)
+            else:
+                self.iface.want_output(self)  # recovery or limited transmit may send
         # window update (RFC 9293 §3.10.7.4, fifth step)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             opened = wnd > self.snd_wnd
@@ -1112,7 +1112,9 @@ class TcpConnection:
                 self._send_data(nxt, n, now)
                 sent_any = True
                 continue
-            wnd = min(self.snd_wnd, cc.cwnd)
+            # RFC 3042 limited transmit: each of the first two duplicate ACKs lets one
+            # new segment out, so a small window still produces the third.
+            wnd = min(self.snd_wnd, cc.cwnd + (self.dupacks * mss if self.dupacks < 3 else 0))
             room = una + wnd - nxt
             avail = data_end - nxt
             if avail > 0:
