@@ -77,6 +77,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    "in the TCP table, TIME-WAIT included), 'tcp_states' (that number by state), "
                    "'services' (per TCP service: port, accepted, open, bytes_in, bytes_out) and "
                    "'faults' (frames dropped by --loss, per direction)")
+    p.add_argument("--offload", choices=["off", "csum", "tso"], default="off",
+                   help="TAP offloads through the virtio-net header: csum = checksums filled in by the "
+                   "kernel, tso = also TCP super-segments of up to 64 KB both ways (default: off)")
     p.add_argument("--trace", action="store_true",
                    help="print every TCP segment in and out to stderr, drawn as RFC 9293 does")
     p.set_defaults(func=run)
@@ -148,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         device.close()
         raise
+    if args.offload != "off":
+        enable_offload(device, stack, tso=args.offload == "tso")
     if args.trace:
         stack.tcp.tracer = partial(print, file=sys.stderr, flush=True)
     runner = Runner(stack, device)
@@ -185,3 +190,16 @@ def run(args: argparse.Namespace) -> int:
         log.info("stats: %s", stack.stats.as_dict())
     return 0
 
+
+def enable_offload(device: Device, stack: Stack, *, tso: bool) -> None:
+    """Switch on TAP offloads (TUNSETOFFLOAD) and tell the stack to use them."""
+    from ..phy.tap import TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TapDevice
+
+    tap = device
+    while not isinstance(tap, TapDevice):
+        inner = getattr(tap, "inner", None)
+        if inner is None:
+            raise ValueError("--offload needs a TAP device (--tap)")
+        tap = inner
+    tap.set_offload(TUN_F_CSUM | (TUN_F_TSO4 | TUN_F_TSO6 if tso else 0))
+    stack.iface.set_offload(csum=True, tso=tso)

@@ -130,6 +130,10 @@ class Interface:
         self._icmp_tokens = float(config.icmp_error_burst)
         self._icmp_refill_at = 0.0
         self._l2_prefix = virtio.ZERO if config.vnet_hdr else b""
+        #: send TCP with NEEDS_CSUM (the kernel fills in the checksum)
+        self.tx_csum_offload = False
+        #: send TCP super-segments (the kernel splits them at the MSS)
+        self.tso = False
         self._hdr_off = virtio.HEADER_LEN if config.vnet_hdr else 0
         self.set_address(config.address, config.prefix, config.gateway, announce=False)
 
@@ -485,8 +489,13 @@ class Interface:
         ttl: int | None = None,
         tos: int = 0,
         df: bool = True,
+        meta: bytes | None = None,
     ) -> None:
         """Send one IP datagram, fragmenting it if it exceeds the MTU and ``df`` is off.
+
+        ``meta`` is a virtio-net header for this frame (checksum offload, and
+        for a TCP super-segment also GSO: then the MTU does not apply, the
+        kernel splits it).  Only meaningful when :meth:`set_offload` enabled it.
 
         Raises OSError: ENETUNREACH without a route, EMSGSIZE if too big for the
         MTU with ``df`` set or larger than IPv4 allows.
@@ -503,11 +512,11 @@ class Interface:
             self._loopback.append(hdr + bytes(payload))
             return
         hop, mac = self.route(dst)
-        if plen + 20 <= self.mtu:
+        if plen + 20 <= self.mtu or (meta is not None and meta[1] != virtio.GSO_NONE):
             hdr = wip.build_header(
                 src, dst, proto, plen, ident=ident, ttl=ttl, tos=tos, flags_frag=wip.FLAG_DF if df else 0
             )
-            self._send_ip(hop, mac, hdr + payload, now)
+            self._send_ip(hop, mac, hdr + payload, now, meta)
             self.stats.ipv4_tx += 1
             return
         if df:
@@ -526,14 +535,20 @@ class Interface:
             self.stats.ipv4_frag_tx += 1
         self.stats.ipv4_tx += 1
 
-    def _send_ip(self, hop: int, mac: bytes | None, packet: bytes, now: float) -> None:
+    def _send_ip(self, hop: int, mac: bytes | None, packet: bytes, now: float, meta: bytes | None = None) -> None:
         if mac is None:
             mac = self.arp.lookup(hop, now)
             if mac is None:
+                if meta is not None:
+                    if meta[1] != virtio.GSO_NONE:
+                        # A super-segment cannot wait as a plain packet; TCP will resend it.
+                        self.stats.drop("offload_gso_unresolved")
+                        return
+                    packet = _finish_checksum(packet, meta)
                 self.arp.enqueue(hop, packet, now)
                 self.timers.update(self.arp)
                 return
-        self._emit(mac, weth.ETHERTYPE_IPV4, packet)
+        self._emit(mac, weth.ETHERTYPE_IPV4, packet, meta)
 
     def _send_resolved(self, mac: bytes, packet: bytes) -> None:
         self._emit(mac, weth.ETHERTYPE_IPV4, packet)
@@ -547,8 +562,19 @@ class Interface:
         """The bytes that precede an IP packet on this link (virtio header + Ethernet)."""
         return self._l2_prefix + weth.build_header(mac, self.mac, ethertype)
 
-    def _emit(self, dst_mac: bytes, ethertype: int, payload: BytesLike) -> None:
-        frame = self._l2_prefix + weth.build_header(dst_mac, self.mac, ethertype) + payload
+    def set_offload(self, *, csum: bool, tso: bool) -> None:
+        """Use the virtio-net header's offloads on send: checksum (``NEEDS_CSUM``)
+        and TCP segmentation (GSO super-segments up to ~64 KB).  Receive-side
+        offload needs nothing here: frames marked NEEDS_CSUM or DATA_VALID are
+        trusted already.  Only with ``config.vnet_hdr`` (a TAP device)."""
+        if (csum or tso) and not self.config.vnet_hdr:
+            raise ValueError("offload needs a device with the virtio-net header")
+        self.tx_csum_offload = csum or tso
+        self.tso = tso
+
+    def _emit(self, dst_mac: bytes, ethertype: int, payload: BytesLike, meta: bytes | None = None) -> None:
+        prefix = self._l2_prefix if meta is None else meta
+        frame = prefix + weth.build_header(dst_mac, self.mac, ethertype) + payload
         n = len(frame) - self._hdr_off
         if n < weth.MIN_FRAME_LEN:
             frame += bytes(weth.MIN_FRAME_LEN - n)
@@ -611,3 +637,15 @@ class Interface:
         msg = wicmp.IcmpMessage.echo(True, ident, seq, payload).emit()
         self.send_ipv4(dst, wip.PROTO_ICMP, msg, now, df=False)
         self.stats.icmp_tx += 1
+
+
+def _finish_checksum(packet: bytes, meta: bytes) -> bytes:
+    """Complete a NEEDS_CSUM checksum in software (the field holds the pseudo-header sum)."""
+    _f, _g, _hl, _gs, start, offset, _nb = virtio.HDR.unpack(meta[: virtio.HEADER_LEN])
+    l4 = start - weth.HEADER_LEN
+    buf = bytearray(packet)
+    buf[l4 + offset : l4 + offset + 2] = b"\x00\x00"
+    pseudo = int.from_bytes(packet[l4 + offset : l4 + offset + 2], "big")
+    c = checksum(memoryview(buf)[l4:], pseudo)
+    buf[l4 + offset : l4 + offset + 2] = c.to_bytes(2, "big")
+    return bytes(buf)

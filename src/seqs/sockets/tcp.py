@@ -247,12 +247,12 @@ class TcpTable:
 
     # -- for connections -----------------------------------------------------------------
 
-    def output(self, conn: TcpConnection, segment: bytearray, now: float) -> None:
+    def output(self, conn: TcpConnection, segment: bytearray, now: float, meta: bytes | None = None) -> None:
         if self.tracer is not None:
             self.tracer(f"{_ends(conn)} {conn.state_name} --> {describe_bytes(segment)}")
         try:
             self.iface.send_ipv4(conn.remote, wip.PROTO_TCP, segment, now, src=conn.local,
-                                 ttl=conn.config.ttl, tos=conn.config.tos, df=True)
+                                 ttl=conn.config.ttl, tos=conn.config.tos, df=True, meta=meta)
         except OSError:
             self.iface.stats.drop("tcp_no_route")
             return

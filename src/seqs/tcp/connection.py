@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING
 from .._typing import BytesLike
 from ..errors import oserror
 from ..wire import tcp as wtcp
-from ..wire.checksum import checksum, pseudo_header_sum
+from ..wire.checksum import checksum, fold, pseudo_header_sum
 from ..wire.ipv4 import PROTO_TCP
+from ..wire.virtio import F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4
+from ..wire.virtio import HDR as _VNET
 from .congestion import ALGORITHMS, CongestionControl
 from .rtt import RttEstimator
 from .seq import unwrap, wrap
@@ -83,6 +85,11 @@ _HDR = wtcp.HDR
 _TS_OPT = struct.Struct("!BBBBII")  # NOP NOP TS 10 tsval tsecr
 _SACK_BLOCK = struct.Struct("!II")
 _TS_HEAD = b"\x01\x01\x08\x0a"
+#: virtio-net header of a checksum-offloaded, unsegmented TCP frame: the checksum
+#: starts after Ethernet+IPv4 (14+20) and sits 16 bytes into the TCP header
+_CSUM_META = _VNET.pack(F_NEEDS_CSUM, GSO_NONE, 0, 0, 34, 16, 0)
+#: largest TCP payload in one super-segment: the IPv4 total length is 16 bits
+_TSO_MAX = 65535 - 20 - 60
 
 
 @dataclass(slots=True)
@@ -958,7 +965,8 @@ class TcpConnection:
             if self._ooo:
                 self._merge_ooo()
                 self._ack_now = True  # RFC 5681 §4.2: ACK at once when a gap fills
-            self._segs_unacked += 1 if full else 0
+            # a GRO super-segment counts as the segments it was made of
+            self._segs_unacked += len(payload) // self.snd_mss if full else 0
             if self._ooo_fin is not None and self._ooo_fin == self.rcv_nxt:
                 self._ooo_fin = None
                 self._receive_fin(now)
@@ -1119,6 +1127,11 @@ class TcpConnection:
             avail = data_end - nxt
             if avail > 0:
                 n = min(avail, mss, room)
+                if self.iface.tso and n == mss and room > mss and avail > mss:
+                    # TSO: as many whole segments as fit, plus the tail if it ends the data
+                    n = min(avail, room, _TSO_MAX // mss * mss)
+                    if n < avail:
+                        n -= n % mss
                 if n <= 0:
                     if self.snd_wnd == 0 or una + self.snd_wnd <= nxt:
                         self._arm_persist(now)
@@ -1225,11 +1238,22 @@ class TcpConnection:
             seg += options
         if payload:
             seg += payload
-        c = checksum(seg, pseudo_header_sum(self.local, self.remote, PROTO_TCP, len(seg)))
+        meta: bytes | None = None
+        if self.iface.tx_csum_offload:
+            # Checksum offload (virtio-net NEEDS_CSUM): the field carries the folded
+            # pseudo-header sum and the kernel sums the rest — no payload pass in Python.
+            c = fold(pseudo_header_sum(self.local, self.remote, PROTO_TCP, len(seg)))
+            if len(seg) - hl > self.snd_mss:
+                # a TSO super-segment: the kernel cuts it into snd_mss-sized segments
+                meta = _VNET.pack(F_NEEDS_CSUM, GSO_TCPV4, 34 + hl, self.snd_mss, 34, 16, 0)
+            else:
+                meta = _CSUM_META
+        else:
+            c = checksum(seg, pseudo_header_sum(self.local, self.remote, PROTO_TCP, len(seg)))
         seg[16] = c >> 8
         seg[17] = c & 0xFF
         self._tx_segments += 1
-        self.table.output(self, seg, now)
+        self.table.output(self, seg, now, meta)
 
     def _advertise(self) -> int:
         """The window field for an outgoing segment.  The right edge never moves
