@@ -249,7 +249,7 @@ class TcpTable:
 
     def output(self, conn: TcpConnection, segment: bytearray, now: float, meta: bytes | None = None) -> None:
         if self.tracer is not None:
-            self.tracer(f"{_ends(conn)} {conn.state_name} --> {describe_bytes(segment)}")
+            self.tracer(f"{self.ends(conn)} {conn.state_name} --> {describe_bytes(segment)}")
         try:
             self.iface.send_ipv4(conn.remote, wip.PROTO_TCP, segment, now, src=conn.local,
                                  ttl=conn.config.ttl, tos=conn.config.tos, df=True, meta=meta)
@@ -257,6 +257,11 @@ class TcpTable:
             self.iface.stats.drop("tcp_no_route")
             return
         self.iface.stats.tcp_tx += 1
+
+    @staticmethod
+    def ends(conn: TcpConnection) -> str:
+        """``local:port>remote:port`` for trace lines."""
+        return f"{wip.ntoa(conn.local)}:{conn.lport}>{wip.ntoa(conn.remote)}:{conn.rport}"
 
     def remove(self, conn: TcpConnection) -> None:
         if self._conns.get(conn.key) is conn:
@@ -322,10 +327,10 @@ class TcpTable:
                 conn.segment_arrives(seq, ack, flags, wnd, seg[20:hl], seg[hl:], now)
             else:
                 before = conn.state_name
-                self.tracer(f"{_ends(conn)} {before} <-- {describe(seq, ack, flags, wnd, n - hl)}")
+                self.tracer(f"{self.ends(conn)} {before} <-- {describe(seq, ack, flags, wnd, n - hl)}")
                 conn.segment_arrives(seq, ack, flags, wnd, seg[20:hl], seg[hl:], now)
                 if conn.state_name != before:
-                    self.tracer(f"{_ends(conn)} {before} -> {conn.state_name}")
+                    self.tracer(f"{self.ends(conn)} {before} -> {conn.state_name}")
             return True
         if flags & RST:
             st.drop("tcp_rst_no_connection")
@@ -387,6 +392,3 @@ class TcpTable:
                 return
         conn.icmp_error(icmp_type, code, mtu, now)
 
-
-def _ends(conn: TcpConnection) -> str:
-    return f"{wip.ntoa(conn.local)}:{conn.lport}>{wip.ntoa(conn.remote)}:{conn.rport}"

@@ -37,6 +37,7 @@ from ..wire.virtio import HDR as _VNET
 from .congestion import ALGORITHMS, CongestionControl
 from .rtt import RttEstimator
 from .seq import unwrap, wrap
+from .trace import describe_bytes
 
 if TYPE_CHECKING:
     from ..sockets.tcp import TcpTable
@@ -85,6 +86,8 @@ _HDR = wtcp.HDR
 _TS_OPT = struct.Struct("!BBBBII")  # NOP NOP TS 10 tsval tsecr
 _SACK_BLOCK = struct.Struct("!II")
 _TS_HEAD = b"\x01\x01\x08\x0a"
+_IP_VAR = struct.Struct("!HH")  # IPv4 total length, identification
+_U16 = struct.Struct("!H")
 #: virtio-net header of a checksum-offloaded, unsegmented TCP frame: the checksum
 #: starts after Ethernet+IPv4 (14+20) and sits 16 bytes into the TCP header
 _CSUM_META = _VNET.pack(F_NEEDS_CSUM, GSO_NONE, 0, 0, 34, 16, 0)
@@ -163,8 +166,15 @@ class TcpConnection:
         "_delack_at",
         "_event_queued",
         "_fin_seq",
+        "_ip_head",
+        "_ip_id",
+        "_ip_mid",
+        "_ip_sum",
+        "_ip_tail",
         "_keepalive_at",
         "_keepalive_probes",
+        "_l2",
+        "_l2_until",
         "_last_rx",
         "_linger_at",
         "_ooo",
@@ -312,6 +322,13 @@ class TcpConnection:
         self.on_established: Callable[[TcpConnection], None] | None = None
         self._event_queued = False
         self.timer_armed: float | None = None
+        self._l2: bytes | None = None
+        self._l2_until = 0.0
+        self._ip_head = b""
+        self._ip_mid = b""
+        self._ip_tail = b""
+        self._ip_sum = 0
+        self._ip_id = table.rng.getrandbits(16)
         self._tx_segments = 0
         self._rx_segments = 0
         self._rexmits = 0
@@ -520,8 +537,9 @@ class TcpConnection:
     def _send_syn(self, now: float) -> None:
         c = self.config
         mss = c.mss or (self.iface.mtu - 40)
-        ts = (self._ts_now(now), self.ts_recent if self._passive else 0) if c.timestamps else None
-        if self._passive:
+        answering = self.state == SYN_RECEIVED  # passive, or a simultaneous open
+        ts = (self._ts_now(now), self.ts_recent if answering else 0) if c.timestamps else None
+        if answering:
             # RFC 7323/2018: answer only with options the SYN offered.
             ts = ts if self.ts_ok else None
             wscale = self.rcv_wscale if self.ws_ok else None
@@ -554,6 +572,11 @@ class TcpConnection:
         if st == CLOSED:
             return
         seq = unwrap(seq32, self.rcv_nxt)
+        if st == SYN_RECEIVED and flags & SYN and flags & ACK and not self._passive and seq + 1 == self.rcv_nxt:
+            # RFC 9293 §3.5 figure 7, line 6: in a simultaneous open the peer's SYN,ACK repeats
+            # the SYN we hold already; take it as the ACK it also is (as Linux does).
+            seq += 1
+            flags &= ~SYN
         plen = len(payload)
         # --- timestamps and PAWS (RFC 7323 §5.3) ---
         tsval = -1
@@ -778,15 +801,7 @@ class TcpConnection:
             self.snd_wnd = wnd
             self.max_snd_wnd = wnd
             self._passive = False
-            c = self.config
-            opts_out = wtcp.build_options(
-                mss=c.mss or (self.iface.mtu - 40),
-                wscale=self.rcv_wscale if self.ws_ok else None,
-                sack_permitted=self.sack_ok,
-                timestamp=(self._ts_now(now), self.ts_recent) if self.ts_ok else None,
-            )
-            self._emit(self.iss, self.rcv_nxt, SYN | ACK, b"", now, options=opts_out,
-                       window=min(self.config.rcvbuf, 65535))
+            self._send_syn(now)  # SYN,ACK; a retransmission (on RTO) is one too
 
     # ---------------------------------------------------------------- ACK processing
 
@@ -885,7 +900,7 @@ class TcpConnection:
         self._rtt_seq = None
         self.stats.drop("tcp_fast_retransmit")  # counted as an event, not a loss of ours
         self._retransmit_one(self.snd_una, now)
-        self.rexmit_next = min(self.snd_una + self.snd_mss, self.snd_max)
+        self.rexmit_next = min(self.snd_una + self._data_mss(), self.snd_max)
         self.iface.want_output(self)
 
     def _on_sack(self, blocks: tuple[tuple[int, int], ...]) -> None:
@@ -1091,7 +1106,7 @@ class TcpConnection:
         st = self.state
         if st not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, LAST_ACK, CLOSING):
             return False
-        mss = self.snd_mss
+        mss = self._data_mss()
         data_end = self._data_end()
         fin_seq = self._fin_seq
         sent_any = False
@@ -1157,6 +1172,16 @@ class TcpConnection:
             break
         return sent_any
 
+    def _data_mss(self) -> int:
+        """The most data one segment may carry now.  RFC 9293 §3.7.1 (RFC 6691): the
+        sender MUST reduce the data length by the TCP options it includes.  snd_mss
+        already allows for timestamps; the SACK blocks that ride on every segment
+        while we hold out-of-order data (see _emit) come on top, else a full-sized
+        segment exceeds the MTU and the interface refuses it."""
+        if self._ooo and self.sack_ok:
+            return self.snd_mss - 4 - 8 * min(len(self._ooo), 3 if self.ts_ok else 4)
+        return self.snd_mss
+
     def _next_hole(self) -> tuple[int, int] | None:
         """The next range to retransmit in recovery, at or after ``rexmit_next``."""
         start = max(self.rexmit_next, self.snd_una)
@@ -1171,7 +1196,7 @@ class TcpConnection:
         return None
 
     def _retransmit_one(self, seq: int, now: float) -> None:
-        n = min(self.snd_mss, self._data_end() - seq)
+        n = min(self._data_mss(), self._data_end() - seq)
         if n > 0:
             self._send_data(seq, n, now, retransmit=True)
         elif self._fin_seq is not None and seq == self._fin_seq:
@@ -1243,9 +1268,10 @@ class TcpConnection:
             # Checksum offload (virtio-net NEEDS_CSUM): the field carries the folded
             # pseudo-header sum and the kernel sums the rest — no payload pass in Python.
             c = fold(pseudo_header_sum(self.local, self.remote, PROTO_TCP, len(seg)))
-            if len(seg) - hl > self.snd_mss:
-                # a TSO super-segment: the kernel cuts it into snd_mss-sized segments
-                meta = _VNET.pack(F_NEEDS_CSUM, GSO_TCPV4, 34 + hl, self.snd_mss, 34, 16, 0)
+            mss = self._data_mss()  # the header, SACK blocks included, repeats on every piece
+            if len(seg) - hl > mss:
+                # a TSO super-segment: the kernel cuts it into mss-sized segments
+                meta = _VNET.pack(F_NEEDS_CSUM, GSO_TCPV4, 34 + hl, mss, 34, 16, 0)
             else:
                 meta = _CSUM_META
         else:
@@ -1253,7 +1279,70 @@ class TcpConnection:
         seg[16] = c >> 8
         seg[17] = c & 0xFF
         self._tx_segments += 1
-        self.table.output(self, seg, now, meta)
+        # Fast path: a neighbour we know gets the frame built here in one join,
+        # with the IPv4 header checksum updated from a per-connection constant
+        # sum — instead of route, ARP lookup and header build per segment.
+        l2 = self._l2
+        if l2 is None or now >= self._l2_until:
+            l2 = self._resolve_l2(now)
+            if l2 is None:
+                self.table.output(self, seg, now, meta)
+                return
+        table = self.table
+        if table.tracer is not None:
+            table.tracer(f"{table.ends(self)} {self.state_name} --> {describe_bytes(seg)}")
+        total = 20 + len(seg)
+        ident = self._ip_id = (self._ip_id + 1) & 0xFFFF
+        x = self._ip_sum + total + ident
+        x = (x & 0xFFFF) + (x >> 16)
+        x = (x & 0xFFFF) + (x >> 16)
+        iface = self.iface
+        frame = b"".join((
+            iface._l2_prefix if meta is None else meta,
+            l2,
+            _IP_VAR.pack(total, ident),
+            self._ip_mid,
+            _U16.pack(~x & 0xFFFF),
+            self._ip_tail,
+            seg,
+        ))
+        if total < 46:
+            frame += bytes(46 - total)  # Ethernet minimum frame size
+        iface.tx.append(frame)
+        st = self.stats
+        st.tx_frames += 1
+        st.tx_bytes += len(frame)
+        st.ipv4_tx += 1
+        st.tcp_tx += 1
+
+    def _resolve_l2(self, now: float) -> bytes | None:
+        """The Ethernet header towards the peer, if its MAC is known (cached for a
+        second, so the ARP cache still sees the entry used and refreshes it), and
+        the constant parts of the IPv4 header."""
+        iface = self.iface
+        self._l2 = None
+        if iface.is_local(self.remote):
+            return None
+        try:
+            hop, mac = iface.route(self.remote)
+        except OSError:
+            return None
+        if mac is None:
+            mac = iface.arp.lookup(hop, now)
+            if mac is None:
+                return None
+        ttl = self.config.ttl or iface.config.ttl
+        tos = self.config.tos
+        src, dst = self.local, self.remote
+        # version/IHL, TOS | total length, ident (varying) | DF, TTL, protocol | checksum | addresses
+        self._ip_head = bytes([0x45, tos])
+        self._ip_mid = struct.pack("!HBB", 0x4000, ttl, PROTO_TCP)
+        self._ip_tail = struct.pack("!II", src, dst)
+        self._ip_sum = (0x4500 | tos) + 0x4000 + ((ttl << 8) | PROTO_TCP) + (src >> 16) + (src & 0xFFFF) + (
+            dst >> 16) + (dst & 0xFFFF)
+        self._l2 = l2 = iface.l2_header(mac)[len(iface._l2_prefix):] + self._ip_head
+        self._l2_until = now + 1.0
+        return l2
 
     def _advertise(self) -> int:
         """The window field for an outgoing segment.  The right edge never moves
