@@ -57,6 +57,11 @@ class Stack:
         self.iface = Interface(config, rng=rng)
         self.udp = UdpTable(self.iface)
         self.tcp = TcpTable(self.iface, config=tcp_config)
+        #: name servers and NTP servers to use, dotted quads, most preferred first; set
+        #: by whoever configures the host (the user, or a DHCP client from its lease)
+        #: and read by the DNS and NTP clients.  Updated in place, never replaced.
+        self.dns_servers: list[str] = []
+        self.ntp_servers: list[str] = []
 
     # -- identity --------------------------------------------------------------------
 

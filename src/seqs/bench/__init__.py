@@ -23,9 +23,10 @@ Result = dict[str, Any]
 
 
 def _benchmarks() -> dict[str, Callable[[argparse.Namespace], Result]]:
-    from . import frames
+    from . import frames, http, sim, tcp
 
-    return {"parse": frames.bench_parse, "ping-flood": frames.bench_ping_flood}
+    return {"parse": frames.bench_parse, "ping-flood": frames.bench_ping_flood, "sim": sim.bench_sim,
+            **tcp.BENCHMARKS, **http.BENCHMARKS}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="where to write results (default: bench-results/NAME.json)")
     p.add_argument("--count", type=int, default=20000, help="frames or operations per run (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=20.0, help="upper bound on one run (default: %(default)s)")
+    from . import tcp
+
+    tcp.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -48,7 +52,7 @@ def machine() -> dict[str, Any]:
 
 def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
     print(f"\n{title}")
-    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+    widths = [max([len(c), *(len(_fmt(r.get(c))) for r in rows)]) for c in columns]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in rows:
@@ -58,6 +62,8 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> N
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"
     if isinstance(v, int):

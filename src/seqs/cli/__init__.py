@@ -23,17 +23,23 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench, demo, up
+    from . import bench, connect, demo, get, ntp, ping, resolve, up
 
     parser = argparse.ArgumentParser(
         prog="seqs",
         description="seqs: a userspace TCP/IP stack in Python.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  seqs demo\n  seqs up --tap tap0 --ip 10.0.0.2/24 --udp-echo 7\n  seqs bench",
+        epilog="examples:\n  seqs demo\n  seqs up --tap tap0 --ip 10.0.0.2/24 --udp-echo 7\n"
+        "  seqs connect --tap tap0 --ip 10.0.0.2/24 10.0.0.1 80\n"
+        "  seqs resolve --tap tap0 --ip 10.0.0.2/24 --dns 10.0.0.1 www.example.org\n"
+        "  seqs ntp --tap tap0 --ip 10.0.0.2/24 10.0.0.1\n"
+        "  seqs ping --tap tap0 --ip 10.0.0.2/24 -c 3 10.0.0.1\n"
+        "  seqs get --tap tap0 --ip 10.0.0.2/24 http://10.0.0.1:8000/file.bin\n"
+        "  seqs up --tap tap0 --ip 10.0.0.2/24 --http ./www\n  seqs bench",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (up, demo, bench):
+    for module in (up, connect, get, ping, resolve, ntp, demo, bench):
         p = module.add_parser(sub)
         _add_common(p)
     return parser

@@ -14,7 +14,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="run benchmarks; prints a table and writes JSON",
         description="Run seqs benchmarks. Those over a TAP device need root and create (and remove) "
         "their own network namespace.",
-        epilog="examples:\n  seqs bench parse\n  seqs bench ping-flood --count 20000\n  seqs bench all",
+        epilog="examples:\n  seqs bench parse\n  seqs bench ping-flood --count 20000\n"
+        "  seqs bench bulk --offload off,tso --peers seqs,kernel\n"
+        "  seqs bench rr --profile bench-results/prof\n  seqs bench all",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)

@@ -1,8 +1,13 @@
 """``seqs demo``: the tour, with no root and no TAP.
 
 Two seqs hosts on an in-memory Ethernet segment, on virtual time, exchange
-real frames: ARP, ping (one of them fragmented), UDP echo over a lossy link,
-an ICMP port unreachable, and a TCP transfer that survives the loss.  Everything on the wire goes to a pcap file.
+real frames: DHCP (the router serves, the host leases its address), ARP, ping (one of them fragmented), UDP echo over a lossy link,
+an ICMP port unreachable, a TCP transfer that survives the loss, then DNS
+(CNAME, PTR, NXDOMAIN, truncation and TCP fallback, cache) and an NTP offset
+measurement against tiny responders on the router (``demo_responders``),
+and HTTP: the host resolves the router's name and downloads a file from its
+HTTP server through the lossy link, checking its sha256 (``demo_http``).
+Everything on the wire goes to a pcap file.
 """
 
 from __future__ import annotations
@@ -15,16 +20,20 @@ from typing import Any
 from ..phy.faults import FaultConfig
 from ..phy.memory import VirtualNetwork
 from ..phy.pcap import PcapWriter
+from ..services.dhcp_client import DhcpClient
+from ..services.dhcp_server import DhcpServer, DhcpServerConfig
 from ..services.echo import UdpEchoService
 from ..stack import Stack
 from ..tcp.connection import TcpConnection
 from ..wire import ethernet as weth
+from .demo_http import demo_http
+from .demo_responders import demo_dns_ntp
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "demo",
-        help="two seqs hosts on an in-memory link: ARP, ping, UDP, TCP; writes a pcap (no root needed)",
+        help="the tour: two seqs hosts on an in-memory link (DHCP, ARP, ping, UDP, TCP, DNS, NTP, HTTP); writes a pcap, no root needed",
         description="Run two seqs stacks on a virtual Ethernet segment inside this process and narrate "
         "what they exchange. Writes every frame to a pcap file.",
         epilog="examples:\n  seqs demo\n  seqs demo --pcap /tmp/demo.pcap --loss 0.2 --seed 7",
@@ -45,10 +54,24 @@ def run(args: argparse.Namespace) -> int:
     with PcapWriter(args.pcap) as pcap:
         net = VirtualNetwork(pcap=pcap)
         router = Stack(ip="10.0.0.1/24", rng=random.Random(rng.random()), mac="02:00:00:00:00:01")
-        host = Stack(ip="10.0.0.2/24", gateway="10.0.0.1", rng=random.Random(rng.random()), mac="02:00:00:00:00:02")
+        host = Stack(rng=random.Random(rng.random()), mac="02:00:00:00:00:02")  # configured by DHCP
         net.attach(router)
         hport = net.attach(host)
-        out(f"router {router.cidr} mac {router.mac}; host {host.cidr} mac {host.mac}, on one virtual segment")
+        out(f"router {router.cidr} mac {router.mac}; host (no address yet) mac {host.mac}, on one virtual segment")
+
+        # 0. DHCP: DISCOVER, OFFER, REQUEST, ACK, ARP probes (RFC 5227), then the address
+        dhcp_server = DhcpServer(router, DhcpServerConfig("10.0.0.2", "10.0.0.99", lease_time=3600,
+                                                          routers=("10.0.0.1",), dns_servers=("10.0.0.1",),
+                                                          ntp_servers=("10.0.0.1",), domain_name="demo.test"))
+        dhcp = DhcpClient(host)
+        dhcp.start(net.now)
+        if not net.run_until(lambda: dhcp.bound, timeout=30) or dhcp.lease is None:
+            out("DHCP: no lease")
+            return 1
+        lease = dhcp.lease
+        out(f"DHCP: host leased {lease.cidr} from {lease.server_id} for {lease.lease_time:g} s "
+            f"(gateway {lease.gateway}, DNS {', '.join(host.dns_servers)}, NTP {', '.join(host.ntp_servers)}) "
+            f"after {net.now:.2f} s virtual, {lease.renewal_time:g} s until renewal")
 
         # 1. ping: ARP first, then echo request/reply
         ping = host.ping_socket()
@@ -140,7 +163,21 @@ def run(args: argparse.Namespace) -> int:
             server[0].close()
         net.run_for(1.0)
 
+        # 6-7. DNS and NTP on a lossless, symmetric link (so the NTP offset comes out exact)
+        hport.set_faults(FaultConfig(delay=0.002))
+        net.ports[0].set_faults(FaultConfig(delay=0.002))
+        dns_ntp_ok = demo_dns_ntp(net, router, host, out)
+
+        # 8. HTTP: the router serves files; the host resolves its name and downloads through the lossy link
+        http_ok = demo_http(net, router, host, out, loss=args.loss, seed=args.seed)
+
+        # 9. the host gives its lease back (RFC 2131 §4.4.6)
+        dhcp.release(net.now)
+        net.run_for(1.0)
+        out(f"DHCP: host released its lease; the server's table: {len(dhcp_server)} bindings, "
+            f"{dhcp_server.free} of {dhcp_server.pool_size} addresses free")
+
         out(f"router stats: {router.stats.as_dict()}")
         out(f"host stats:   {host.stats.as_dict()}")
         out(f"{pcap.count} frames written to {args.pcap} (open with wireshark or tshark -r)")
-    return 0
+    return 0 if dns_ntp_ok and http_ok else 1

@@ -33,8 +33,9 @@ class ArpConfig:
     #: requests sent before giving up on an address
     max_requests: int = 3
     max_entries: int = 1024
-    #: packets queued per unresolved address (RFC 1122 asks for at least one)
-    pending_per_address: int = 8
+    #: packets queued per unresolved address (RFC 1122 asks for at least one; a burst of
+    #: connections to a new neighbour all wait here, so more than a handful)
+    pending_per_address: int = 64
     #: unresolved addresses tracked at once
     max_pending_addresses: int = 64
 

@@ -39,7 +39,7 @@ from .reassembly import Reassembler, ReassemblyConfig
 from .stats import Stats
 from .timers import TimerHeap
 
-__all__ = ["ErrorHandler", "Interface", "InterfaceConfig", "OutputOwner", "TransportHandler"]
+__all__ = ["ArpListener", "ErrorHandler", "Interface", "InterfaceConfig", "OutputOwner", "TransportHandler"]
 
 #: ``handler(src, dst, transport_bytes, now, checksum_verified) -> delivered``.
 #: Returning False for a unicast packet makes the interface answer with ICMP
@@ -47,8 +47,11 @@ __all__ = ["ErrorHandler", "Interface", "InterfaceConfig", "OutputOwner", "Trans
 TransportHandler = Callable[[int, int, memoryview, float, bool], bool]
 #: ``handler(icmp_type, icmp_code, quoted_datagram, next_hop_mtu, now)``.
 ErrorHandler = Callable[[int, int, wicmp.QuotedDatagram, int, float], None]
-#: ``listener(src, ident, seq, payload, now)`` for echo replies.
-EchoListener = Callable[[int, int, int, bytes, float], None]
+#: ``listener(src, ident, seq, payload, now, ttl)`` for echo replies.
+EchoListener = Callable[[int, int, int, bytes, float, int], None]
+#: ``listener(op, sender_mac, sender_ip, target_ip, now)`` for every well-formed ARP packet
+#: received (RFC 5227 address conflict detection watches them).
+ArpListener = Callable[[int, bytes, int, int, float], None]
 
 
 class OutputOwner(Protocol):
@@ -123,6 +126,7 @@ class Interface:
         self._unreachable: dict[int, int] = {}
         self._error_handlers: dict[int, ErrorHandler] = {}
         self._echo_listeners: list[EchoListener] = []
+        self._arp_listeners: list[ArpListener] = []
         self._loopback: list[bytes] = []
         self._outputs: list[OutputOwner] = []
         self._output_set: set[int] = set()
@@ -166,6 +170,20 @@ class Interface:
             pkt = warp.ArpPacket(warp.OP_REQUEST, self.mac, self.address, bytes(6), self.address).emit()
             self._emit(weth.BROADCAST, weth.ETHERTYPE_ARP, pkt)
             self.stats.arp_tx += 1
+
+    def arp_probe(self, ip: int) -> None:
+        """Send an ARP probe for ``ip`` (RFC 5227 §2.1.1): a broadcast request with
+        sender IP 0.0.0.0, so no neighbour caches anything from it."""
+        pkt = warp.ArpPacket(warp.OP_REQUEST, self.mac, 0, bytes(6), ip).emit()
+        self._emit(weth.BROADCAST, weth.ETHERTYPE_ARP, pkt)
+        self.stats.arp_tx += 1
+
+    def add_arp_listener(self, listener: ArpListener) -> None:
+        self._arp_listeners.append(listener)
+
+    def remove_arp_listener(self, listener: ArpListener) -> None:
+        if listener in self._arp_listeners:
+            self._arp_listeners.remove(listener)
 
     def register_protocol(
         self, proto: int, handler: TransportHandler, error_handler: ErrorHandler | None = None,
@@ -283,6 +301,9 @@ class Interface:
             st.drop(e.reason)
             return
         st.arp_rx += 1
+        if self._arp_listeners:
+            for listener in list(self._arp_listeners):
+                listener(a.op, a.sha, a.spa, a.tpa, now)
         if a.sha[0] & 1 or a.spa == 0xFFFFFFFF or wip.is_multicast(a.spa):
             st.drop("arp_bad_sender")
             return
@@ -436,7 +457,7 @@ class Interface:
             if self._echo_listeners:
                 data = bytes(msg.payload)
                 for listener in list(self._echo_listeners):
-                    listener(src, msg.ident, msg.seq, data, now)
+                    listener(src, msg.ident, msg.seq, data, now, packet[8])  # packet[8]: the reply's TTL
             else:
                 st.drop("icmp_echo_reply_unexpected")
         elif msg.is_error:

@@ -8,6 +8,12 @@ fires early, sees the new deadline and re-arms), a deadline that moves
 *earlier* pushes one new entry and orphans the old one, which is skipped when
 it surfaces.  So rescheduling a retransmission timer on every ACK is O(1),
 and the per-tick cost does not depend on how many owners exist.
+
+Entries nobody wants any more (orphans, and those of owners whose deadline went
+away, such as a half-open connection evicted by a SYN flood long before its
+retransmission timer) are also swept out whenever the heap has doubled since the
+last sweep: otherwise they would keep their owners alive until their time came,
+and a flood at a fixed instant would grow the heap without bound.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ import itertools
 from typing import Protocol
 
 __all__ = ["TimerHeap", "TimerOwner"]
+
+#: calls of one owner's ``on_timer`` in one :meth:`TimerHeap.run` before the rest waits
+_MAX_CALLS_PER_RUN = 8
+#: the heap is swept when it exceeds this many entries and twice the count after the last sweep
+_SWEEP_MIN = 1024
 
 
 class TimerOwner(Protocol):
@@ -30,11 +41,12 @@ class TimerOwner(Protocol):
 
 
 class TimerHeap:
-    __slots__ = ("_counter", "_heap")
+    __slots__ = ("_counter", "_heap", "_sweep_at")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerOwner]] = []
         self._counter = itertools.count()
+        self._sweep_at = _SWEEP_MIN
 
     def update(self, owner: TimerOwner) -> None:
         """Make sure ``owner`` is woken no later than its current deadline."""
@@ -45,6 +57,24 @@ class TimerHeap:
         if armed is None or want < armed:
             owner.timer_armed = want
             heapq.heappush(self._heap, (want, next(self._counter), owner))
+            if len(self._heap) > self._sweep_at:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        """Drop the entries no owner wants (amortised O(1): runs when the heap has doubled).
+        In place, because :meth:`run` holds the list while owners re-arm."""
+        live = []
+        for entry in self._heap:
+            when, _, owner = entry
+            if owner.timer_armed != when:
+                continue
+            if owner.deadline() is None:
+                owner.timer_armed = None
+                continue
+            live.append(entry)
+        heapq.heapify(live)
+        self._heap[:] = live
+        self._sweep_at = max(_SWEEP_MIN, 2 * len(live))
 
     def next_deadline(self) -> float | None:
         heap = self._heap
@@ -64,8 +94,13 @@ class TimerHeap:
         return None
 
     def run(self, now: float) -> None:
-        """Call ``on_timer`` of every owner whose deadline has come (once each)."""
+        """Call ``on_timer`` of every owner whose deadline has come.  An owner that
+        stays due may be called again in the same run (a state machine stepping
+        through several expired timers at once), but only a few times: then it
+        is put off to just after ``now``, so one poll can never spin on it — even
+        when it re-armed itself through :meth:`update` inside ``on_timer``."""
         heap = self._heap
+        fired: dict[int, int] = {}
         while heap and heap[0][0] <= now:
             when, _, owner = heapq.heappop(heap)
             if owner.timer_armed != when:
@@ -75,13 +110,18 @@ class TimerHeap:
             if want is None:
                 continue
             if want <= now:
-                owner.on_timer(now)
-                want = owner.deadline()
-                if want is None:
-                    continue
-                if want <= now:
-                    # The owner did not move its deadline: guard against a busy loop.
+                key = id(owner)
+                calls = fired.get(key, 0)
+                if calls >= _MAX_CALLS_PER_RUN:
                     want = now + 1e-6
+                else:
+                    fired[key] = calls + 1
+                    owner.on_timer(now)
+                    want = owner.deadline()
+                    if want is None:
+                        continue
+                    if want <= now:
+                        want = now + 1e-6
             if owner.timer_armed is None or want < owner.timer_armed:
                 owner.timer_armed = want
                 heapq.heappush(heap, (want, next(self._counter), owner))

@@ -24,6 +24,7 @@ class SocketPairDevice(Device):
         self._buf = bytearray(65536 + 2048)
         self._view = memoryview(self._buf)
         self.tx_dropped = 0
+        self.rx_dropped = 0
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -36,6 +37,10 @@ class SocketPairDevice(Device):
                 n = recv(self._buf)
             except BlockingIOError:
                 break
+            except OSError:
+                # the other end closed with frames unread: the cable is unplugged
+                self.rx_dropped += 1
+                break
             if n == 0:
                 break
             handler(self._view[:n])
@@ -45,7 +50,7 @@ class SocketPairDevice(Device):
     def send(self, frame: BytesLike, now: float) -> None:
         try:
             self._sock.send(frame)
-        except (BlockingIOError, ConnectionRefusedError, BrokenPipeError):
+        except OSError:  # full, or the other end is gone: the frame is lost, as on a wire
             self.tx_dropped += 1
 
     def close(self) -> None:

@@ -3,23 +3,31 @@
 One reader on the device's file descriptor and one timer handle, re-armed to
 the stack's next deadline after every turn (the aioquic shape).  The stack's
 clock is ``loop.time()``.  User-facing asyncio APIs (datagram endpoints here,
-TCP streams in :mod:`seqs.runtime.streams`) call :meth:`AsyncRunner.kick`
+TCP streams and transports in :mod:`seqs.runtime.streams`) call :meth:`AsyncRunner.kick`
 after changing the stack so output leaves in the same loop iteration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .._typing import BytesLike
 from ..phy.base import Device
+from ..services.dns import DnsQuery, Resolver
+from ..services.ntp import NtpConfig, NtpQuery, NtpSample
 from ..sockets import UdpSocket
 from ..stack import Stack
+from ..tcp.connection import TcpConfig
 from ..wire import ipv4 as wip
+from . import streams
+from .streams import TCPServer, TCPTransport
 
 __all__ = ["AsyncHost", "AsyncRunner", "DatagramTransport"]
+
+T = TypeVar("T")
 
 _BATCH = 64
 
@@ -116,6 +124,7 @@ class AsyncHost:
 
         host = AsyncHost(device, ip="10.0.0.2/24")
         transport, protocol = await host.create_datagram_endpoint(MyProto, local_addr=("", 7))
+        reader, writer = await host.open_connection("10.0.0.1", 80)   # TCP: see seqs.runtime.streams
     """
 
     def __init__(
@@ -135,6 +144,93 @@ class AsyncHost:
 
     def close(self) -> None:
         self.runner.close()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the stack at the loop's current time, then schedule a turn
+        so what it produced leaves (the asyncio twin of :meth:`Host.call`)."""
+        iface = self.stack.iface
+        now = self.loop.time()
+        if now > iface.now:
+            iface.now = now  # e.g. a SYN's retransmission timer counts from now, not the last turn
+        try:
+            return fn()
+        finally:
+            self.runner.kick()
+
+    # -- DNS and NTP (seqs.services.dns, seqs.services.ntp) -----------------------------
+
+    @property
+    def resolver(self) -> Resolver:
+        """The host's resolver (and its cache); see :attr:`seqs.runtime.Host.resolver`."""
+        r: Resolver | None = self.__dict__.get("_resolver")
+        if r is None:
+            r = self.__dict__["_resolver"] = Resolver(self.stack)
+        return r
+
+    async def resolve(self, name: str, type: str | int = "A") -> list[str]:
+        """Like :meth:`seqs.runtime.Host.resolve`; bound it with :func:`asyncio.wait_for`."""
+        done: asyncio.Future[None] = self.loop.create_future()
+
+        def finished(_q: DnsQuery) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        resolver = self.resolver
+        q = self.call(lambda: resolver.query(name, type, on_done=finished))
+        try:
+            await done
+        except asyncio.CancelledError:
+            self.call(q.cancel)
+            raise
+        return q.result()
+
+    async def ntp(self, server: str, *, samples: int = 4, interval: float = 1.0,
+                  timeout: float = 1.0) -> NtpSample:
+        """Like :meth:`seqs.runtime.Host.ntp`."""
+        done: asyncio.Future[None] = self.loop.create_future()
+
+        def finished(_q: NtpQuery) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        config = NtpConfig(samples=samples, interval=interval, timeout=timeout)
+        wall_offset = time.time() - self.loop.time()  # the stack's clock is loop.time()
+        q = self.call(lambda: NtpQuery(self.stack, server, wall_offset=wall_offset, config=config,
+                                       on_done=finished))
+        try:
+            await done
+        except asyncio.CancelledError:
+            self.call(q.cancel)
+            raise
+        return q.result()
+
+    # -- TCP (seqs.runtime.streams) -----------------------------------------------------
+
+    async def open_connection(self, host: str, port: int, *, limit: int = 2**16,
+                              **kwds: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Like :func:`asyncio.open_connection`: a genuine StreamReader/StreamWriter pair.
+        ``kwds`` are :meth:`create_connection`'s (``local_addr``, ``config``)."""
+        return await streams.open_connection(self, host, port, limit=limit, **kwds)
+
+    async def start_server(self, client_connected_cb: Callable[..., Any], host: str | None = None,
+                           port: int | None = None, *, limit: int = 2**16, **kwds: Any) -> TCPServer:
+        """Like :func:`asyncio.start_server`.  ``kwds`` are :meth:`create_server`'s."""
+        return await streams.start_server(self, client_connected_cb, host, port, limit=limit, **kwds)
+
+    async def create_connection(self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: str,
+                                port: int, *, local_addr: tuple[str, int] | None = None,
+                                config: TcpConfig | None = None) -> tuple[TCPTransport, asyncio.BaseProtocol]:
+        """Like :meth:`asyncio.loop.create_connection`: ConnectionRefusedError on a RST,
+        TimeoutError when the SYN retries run out (bound it with :func:`asyncio.wait_for`)."""
+        return await streams.create_connection(self, protocol_factory, host, port, local_addr=local_addr,
+                                               config=config)
+
+    async def create_server(self, protocol_factory: Callable[[], asyncio.BaseProtocol], host: str | None = None,
+                            port: int | None = None, *, backlog: int = 100, reuse_port: bool | None = None,
+                            start_serving: bool = True, config: TcpConfig | None = None) -> TCPServer:
+        """Like :meth:`asyncio.loop.create_server` (one listener: ``host`` None or "" for every address)."""
+        return await streams.create_server(self, protocol_factory, host, port, backlog=backlog,
+                                           reuse_port=reuse_port, start_serving=start_serving, config=config)
 
     async def create_datagram_endpoint(
         self,

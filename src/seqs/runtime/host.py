@@ -7,6 +7,9 @@ thread, and its sockets behave like the standard library's.
     data, peer = s.recvfrom(2048)
     s.sendto(data, peer)
 
+    with host.create_connection(("10.0.0.1", 80), timeout=5.0) as t:   # TCP: see seqs.runtime.tcp
+        t.sendall(b"hello")
+
 Blocking calls wait on the runner's condition variable; timeouts follow the
 ``socket`` conventions (``settimeout(None)`` blocks, ``0`` is non-blocking and
 raises ``BlockingIOError``, a positive value raises ``TimeoutError``).
@@ -22,10 +25,16 @@ from typing import TypeVar
 
 from .._typing import BytesLike
 from ..phy.base import Device
+from ..services.dns import DnsTimeout, Resolver
+from ..services.ntp import NtpConfig, NtpQuery, NtpSample
 from ..sockets import UdpSocket
 from ..sockets.icmp import PingSocket
 from ..stack import Stack
+from ..tcp.connection import TcpConfig
 from .poller import Runner
+from .tcp import TCPListener, TCPSocket
+from .tcp import create_connection as _create_connection
+from .tcp import create_server as _create_server
 
 __all__ = ["Host", "UDPSocket"]
 
@@ -51,6 +60,18 @@ class Host:
         self.lock = self.runner.lock
         if start:
             self.runner.start()
+
+    @classmethod
+    def from_runner(cls, runner: Runner, *, start: bool = False) -> Host:
+        """A Host over a stack and runner that exist already (a command's one-shot host,
+        say).  Not started, its blocking calls drive the runner from the calling thread."""
+        host = cls.__new__(cls)
+        host.stack = runner.stack
+        host.runner = runner
+        host.lock = runner.lock
+        if start:
+            runner.start()
+        return host
 
     def close(self) -> None:
         self.runner.close()
@@ -93,13 +114,63 @@ class Host:
                 remaining = None if end is None else end - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                cond.wait(remaining)
+                self.runner.waiters += 1
+                try:
+                    cond.wait(remaining)
+                finally:
+                    self.runner.waiters -= 1
         return True
 
     # -- sockets -------------------------------------------------------------------------
 
     def udp_socket(self) -> UDPSocket:
         return UDPSocket(self)
+
+    def create_connection(self, address: Address, timeout: float | None = None,
+                          source_address: Address | None = None, *,
+                          config: TcpConfig | None = None) -> TCPSocket:
+        """A connected TCP socket, like :func:`socket.create_connection`; see
+        :func:`seqs.runtime.tcp.create_connection`."""
+        return _create_connection(self, address, timeout, source_address, config=config)
+
+    def create_server(self, address: Address, *, backlog: int = 128, reuse_port: bool = False,
+                      config: TcpConfig | None = None) -> TCPListener:
+        """A listening TCP socket, like :func:`socket.create_server`; see
+        :func:`seqs.runtime.tcp.create_server`."""
+        return _create_server(self, address, backlog=backlog, reuse_port=reuse_port, config=config)
+
+    # -- DNS and NTP (seqs.services.dns, seqs.services.ntp) -------------------------------
+
+    @property
+    def resolver(self) -> Resolver:
+        """The host's resolver (and its cache).  It asks ``stack.dns_servers`` unless
+        ``resolver.config.servers`` is set."""
+        r: Resolver | None = self.__dict__.get("_resolver")
+        if r is None:
+            r = self.__dict__["_resolver"] = Resolver(self.stack)
+        return r
+
+    def resolve(self, name: str, type: str | int = "A", *, timeout: float | None = None) -> list[str]:
+        """The records of ``type`` for ``name``, like ``dig +short``: addresses as text, names
+        without the final dot; [] when the name has none of that type.  Raises
+        :class:`seqs.services.dns.DnsError` (NxDomain, ServFail, DnsTimeout...).  The resolver's
+        own tries bound the wait; ``timeout`` cuts it shorter."""
+        resolver = self.resolver
+        q = self.call(lambda: resolver.query(name, type))
+        if not self.wait_for(lambda: q.done, timeout):
+            self.call(q.cancel)
+            raise DnsTimeout(f"{name}: no answer within {timeout} s", name=name)
+        return q.result()
+
+    def ntp(self, server: str, *, samples: int = 4, interval: float = 1.0, timeout: float = 1.0) -> NtpSample:
+        """Measure the offset of ``server``'s clock from ours (the best of ``samples``); raises
+        :class:`seqs.services.ntp.NtpError` (KissOfDeath, Unsynchronized, NtpTimeout)."""
+        config = NtpConfig(samples=samples, interval=interval, timeout=timeout)
+        # The stack's clock is the runner's (monotonic); NTP needs the wall clock.
+        wall_offset = time.time() - self.runner.clock()
+        q = self.call(lambda: NtpQuery(self.stack, server, wall_offset=wall_offset, config=config))
+        self.wait_for(lambda: q.done, None)  # bounded by samples * (interval + timeout)
+        return q.result()
 
     def ping(self, dst: str, *, count: int = 1, size: int = 56, interval: float = 0.2,
              timeout: float = 1.0) -> list[float | None]:

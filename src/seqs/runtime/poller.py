@@ -49,6 +49,9 @@ class Runner:
             self._epoll.register(self._dev_fd, select.EPOLLIN)
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self.error: BaseException | None = None
+        #: threads blocked in ``changed.wait`` (Host.wait_for keeps this count), so a
+        #: turn notifies only when someone listens
+        self.waiters = 0
         self._receive = stack.iface.receive
         self.turns = 0
 
@@ -69,7 +72,8 @@ class Runner:
         self.device.poll(now)
         self.stack.poll(now)
         self.flush()
-        self.changed.notify_all()
+        if self.waiters:
+            self.changed.notify_all()
 
     def _handle(self, frame: memoryview) -> None:
         self._receive(frame, self._now)
@@ -77,13 +81,18 @@ class Runner:
     _now = 0.0
 
     def run_once(self, max_wait: float = _MAX_WAIT) -> None:
+        """One turn: wait for input or the next deadline, take in every waiting
+        frame, then run what is due and send what results — once per turn, so a
+        burst of frames produces one round of timers and output."""
         with self.lock:
-            self.service()
             now = self.clock()
-            deadlines = [d for d in (self.stack.next_deadline(), self.device.next_deadline()) if d is not None]
             wait = max_wait
-            if deadlines:
-                wait = min(wait, max(0.0, min(deadlines) - now))
+            d = self.stack.next_deadline()
+            if d is not None and d - now < wait:
+                wait = max(0.0, d - now)
+            d = self.device.next_deadline()
+            if d is not None and d - now < wait:
+                wait = max(0.0, d - now)
             self._waiting_until = now + wait
         events = self._epoll.poll(wait) if wait > 0 else self._epoll.poll(0)
         with self.lock:
@@ -107,6 +116,8 @@ class Runner:
         """Run in this thread until ``until()`` is true (True), ``timeout`` seconds
         pass or :meth:`stop` is called (False)."""
         end = None if timeout is None else self.clock() + timeout
+        with self.lock:
+            self.service()  # what API calls queued before the loop started
         while not self._stop.is_set():
             if until is not None:
                 with self.lock:

@@ -28,6 +28,11 @@ class UdpEchoService:
             if got is None:
                 return
             data, peer = got
+            if peer[1] == 0:
+                # RFC 768: source port 0 means no reply is wanted (and none can be addressed);
+                # a UDP flood with random source ports sends some.
+                self.sock.iface.stats.drop("udp_echo_from_port_zero")
+                continue
             try:
                 sock.sendto(data, peer)
             except OSError:

@@ -71,8 +71,8 @@ class TcpEchoService(_Service):
             self._done(conn)
             return
         try:
-            while conn.send_space > 0:
-                data = conn.recv(conn.send_space)
+            while (space := conn.send_space) > 0:
+                data = conn.recv(space)
                 if data is None:
                     return
                 if data == b"":

@@ -1,9 +1,7 @@
 """What every sans-IO socket shares: readiness notification and ephemeral ports.
 
-A socket never calls its user directly from inside packet processing.  When
-its readiness changes it queues its ``on_event`` callback on the interface's
-``ready`` list, and the interface runs the list once the frame (or poll) is
-fully processed — so a callback may safely call back into the stack.
+Readiness callbacks go through :class:`seqs.iface.notify.Notifier` (re-exported
+here), shared with TCP connections and listeners.
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from ..iface import Interface
+from ..iface.notify import Notifier
 
 __all__ = ["EPHEMERAL_HIGH", "EPHEMERAL_LOW", "Notifier", "pick_ephemeral_port"]
 
@@ -32,22 +30,3 @@ def pick_ephemeral_port(rng: random.Random, in_use: Callable[[int], bool]) -> in
         if not in_use(port):
             return port
     raise OSError(98, "no free ephemeral port")
-
-
-class Notifier:
-    """Mixin: deferred readiness callbacks (subclasses declare the slots)."""
-
-    iface: Interface
-    on_event: Callable[[], None] | None
-    _event_queued: bool
-
-    def _notify(self) -> None:
-        if self.on_event is not None and not self._event_queued:
-            self._event_queued = True
-            self.iface.ready.append(self._fire)
-
-    def _fire(self) -> None:
-        self._event_queued = False
-        cb = self.on_event
-        if cb is not None:
-            cb()

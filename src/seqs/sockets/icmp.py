@@ -24,10 +24,12 @@ class EchoReply:
     seq: int
     payload: bytes
     time: float
+    #: the IPv4 TTL the reply arrived with (what ping prints)
+    ttl: int = 64
 
 
 class PingSocket(Notifier):
-    __slots__ = ("_event_queued", "_replies", "closed", "ident", "iface", "max_queued", "on_event", "sent")
+    __slots__ = ("_replies", "closed", "ident", "iface", "max_queued", "sent")
 
     def __init__(self, iface: Interface) -> None:
         self.iface = iface
@@ -59,11 +61,11 @@ class PingSocket(Notifier):
         self.closed = True
         self.iface.remove_echo_listener(self._on_reply)
 
-    def _on_reply(self, src: int, ident: int, seq: int, payload: bytes, now: float) -> None:
+    def _on_reply(self, src: int, ident: int, seq: int, payload: bytes, now: float, ttl: int = 64) -> None:
         if ident != self.ident:
             return
         if len(self._replies) >= self.max_queued:
             self.iface.stats.drop("icmp_echo_reply_overflow")
             return
-        self._replies.append(EchoReply(wip.ntoa(src), seq, payload, now))
+        self._replies.append(EchoReply(wip.ntoa(src), seq, payload, now, ttl))
         self._notify()

@@ -20,6 +20,7 @@ import errno
 import hashlib
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..iface import Interface
 from ..tcp.connection import TcpConfig, TcpConnection
@@ -30,7 +31,7 @@ from ..wire import icmp as wicmp
 from ..wire import ipv4 as wip
 from ..wire import tcp as wtcp
 from ..wire.checksum import checksum, pseudo_header_sum
-from .base import pick_ephemeral_port
+from .base import Notifier, pick_ephemeral_port
 
 __all__ = ["TcpListener", "TcpTable"]
 
@@ -40,13 +41,12 @@ _HDR = wtcp.HDR
 SYN, ACK, FIN, RST = wtcp.SYN, wtcp.ACK, wtcp.FIN, wtcp.RST
 
 
-class TcpListener:
+class TcpListener(Notifier):
     """A passive socket.  ``accept()`` returns established connections (or None);
     ``on_event`` is called when one is waiting."""
 
     __slots__ = (
         "_accept",
-        "_event_queued",
         "_half_open",
         "address",
         "backlog",
@@ -54,7 +54,6 @@ class TcpListener:
         "config",
         "iface",
         "max_half_open",
-        "on_event",
         "port",
         "reuse_port",
         "table",
@@ -138,7 +137,7 @@ class TcpListener:
             table.send_rst(dst, self.port, src, sport, 0, seq + 1, RST | ACK, now)
             return
         iss = table._isn.isn(dst, self.port, src, sport, now)
-        conn = TcpConnection(table, dst, self.port, src, sport, self.config, iss, now)
+        conn = TcpConnection(table, dst, self.port, src, sport, replace(self.config), iss, now)
         conn._accept_parent = self
         conn.on_established = self._established
         table._conns[conn.key] = conn
@@ -154,15 +153,6 @@ class TcpListener:
     def _forget(self, conn: TcpConnection) -> None:
         self._half_open.pop(conn.key, None)
 
-    def _notify(self) -> None:
-        if self.on_event is not None and not self._event_queued:
-            self._event_queued = True
-            self.iface.ready.append(self._fire)
-
-    def _fire(self) -> None:
-        self._event_queued = False
-        if self.on_event is not None:
-            self.on_event()
 
 
 class TcpTable:
@@ -215,7 +205,8 @@ class TcpTable:
             )
         now = iface.now
         iss = self._isn.isn(local, lport, remote, port, now)
-        conn = TcpConnection(self, local, lport, remote, port, config or self.config, iss, now)
+        # each connection owns a copy: changing one (setsockopt) must not change the others
+        conn = TcpConnection(self, local, lport, remote, port, replace(config or self.config), iss, now)
         self._conns[conn.key] = conn
         conn.open_active(now)
         return conn

@@ -26,6 +26,10 @@ __all__ = ["UdpSocket", "UdpTable"]
 Address = tuple[str, int]
 
 DEFAULT_RCVBUF = 256 * 1024
+#: what one queued datagram costs beyond its payload, charged against ``rcvbuf`` (as
+#: Linux charges an skb's truesize): without it a flood of empty datagrams would
+#: queue without limit, each "costing" nothing
+DATAGRAM_OVERHEAD = 64
 
 
 class UdpTable:
@@ -106,7 +110,6 @@ class UdpSocket(Notifier):
     """A UDP endpoint.  ``on_event`` (if set) is called when it becomes readable."""
 
     __slots__ = (
-        "_event_queued",
         "_queue",
         "_queued_bytes",
         "broadcast",
@@ -115,7 +118,6 @@ class UdpSocket(Notifier):
         "iface",
         "local_addr",
         "local_port",
-        "on_event",
         "rcvbuf",
         "remote",
         "table",
@@ -188,7 +190,7 @@ class UdpSocket(Notifier):
         """The next datagram and its sender, or None if none is queued."""
         if self._queue:
             data, addr = self._queue.popleft()
-            self._queued_bytes -= len(data)
+            self._queued_bytes -= len(data) + DATAGRAM_OVERHEAD
             return data, addr
         self._raise_error()
         return None
@@ -241,11 +243,12 @@ class UdpSocket(Notifier):
         return la == 0 or la == dst
 
     def _deliver(self, data: bytes, src: int, sport: int) -> None:
-        if self._queued_bytes + len(data) > self.rcvbuf:
+        cost = len(data) + DATAGRAM_OVERHEAD
+        if self._queued_bytes + cost > self.rcvbuf:
             self.iface.stats.drop("udp_rcvbuf_full")
             return
         self._queue.append((data, (wip.ntoa(src), sport)))
-        self._queued_bytes += len(data)
+        self._queued_bytes += cost
         self._notify()
 
     def _set_error(self, code: int) -> None:

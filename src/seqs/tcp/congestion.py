@@ -80,6 +80,8 @@ class Cubic(CongestionControl):
         self.k = 0.0
         self.epoch: float | None = None
         self.w_est = 0.0
+        #: cwnd (segments) when ssthresh was last set: where alpha_cubic turns 1 (§4.3)
+        self.cwnd_prior = 0.0
         self._acc = 0
 
     def on_ack(self, acked: int, flight: int, now: float, rtt: float | None) -> None:
@@ -98,8 +100,9 @@ class Cubic(CongestionControl):
             self.w_est = cwnd_seg
         t = now - self.epoch + (rtt or 0.0)
         target = self.C * (t - self.k) ** 3 + self.w_max  # RFC 9438 eq. 1
-        # Reno-friendly estimate, RFC 9438 §4.3 eq. 4
-        alpha = 3 * (1 - self.BETA) / (1 + self.BETA)
+        # Reno-friendly estimate, RFC 9438 §4.3 eq. 4; alpha_cubic becomes 1 once
+        # W_est has grown back to cwnd_prior (same section, SHOULD)
+        alpha = 1.0 if self.w_est >= self.cwnd_prior else 3 * (1 - self.BETA) / (1 + self.BETA)
         self.w_est += alpha * (acked / mss) / max(cwnd_seg, 1.0)
         if self.w_est > target:
             target = self.w_est
@@ -113,6 +116,7 @@ class Cubic(CongestionControl):
 
     def on_loss(self, flight: int, now: float) -> None:
         cwnd_seg = self.cwnd / self.mss
+        self.cwnd_prior = cwnd_seg
         # Fast convergence, RFC 9438 §4.7
         if cwnd_seg < self.w_max:
             self.w_max = cwnd_seg * (1 + self.BETA) / 2
@@ -123,7 +127,11 @@ class Cubic(CongestionControl):
         self._acc = 0
 
     def on_timeout(self, flight: int, now: float) -> None:
-        super().on_timeout(flight, now)
+        """RFC 9438 §4.8: cwnd to one segment as Reno does, but ssthresh set with
+        beta_cubic as for any other congestion event (§4.6)."""
+        self.cwnd_prior = self.cwnd / self.mss
+        self.ssthresh = max(int(flight * self.BETA), 2 * self.mss)
+        self.cwnd = self.mss
         self.w_max = flight / self.mss
         self.epoch = None
 

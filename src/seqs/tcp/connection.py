@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from .._typing import BytesLike
 from ..errors import oserror
+from ..iface.notify import Notifier
 from ..wire import tcp as wtcp
 from ..wire.checksum import checksum, fold, pseudo_header_sum
 from ..wire.ipv4 import PROTO_TCP
@@ -156,7 +157,7 @@ class _Options:
         self.timestamp = o.timestamp
 
 
-class TcpConnection:
+class TcpConnection(Notifier):
     """A TCP connection and its sans-IO socket API.  See the module docstring."""
 
     __slots__ = (
@@ -164,7 +165,6 @@ class TcpConnection:
         "_ack_now",
         "_closed_by_user",
         "_delack_at",
-        "_event_queued",
         "_fin_seq",
         "_ip_head",
         "_ip_id",
@@ -179,9 +179,11 @@ class TcpConnection:
         "_linger_at",
         "_ooo",
         "_ooo_fin",
+        "_ooo_last",
         "_passive",
         "_persist_at",
         "_persist_probes",
+        "_persist_unanswered",
         "_rbuf",
         "_rbuf_start",
         "_rexmits",
@@ -211,7 +213,6 @@ class TcpConnection:
         "lport",
         "max_snd_wnd",
         "on_established",
-        "on_event",
         "peer_eof",
         "rcv_adv",
         "rcv_nxt",
@@ -300,6 +301,7 @@ class TcpConnection:
         self._rbuf_start = 0
         self._ooo: list[tuple[int, bytes]] = []
         self._ooo_fin: int | None = None
+        self._ooo_last = 0  # start of the held block that took the latest segment (for SACK)
         self.peer_eof = False
         self._segs_unacked = 0
         self._ack_now = False
@@ -307,6 +309,7 @@ class TcpConnection:
         self._delack_at: float | None = None
         self._persist_at: float | None = None
         self._persist_probes = 0
+        self._persist_unanswered = 0
         self._keepalive_at: float | None = None
         self._keepalive_probes = 0
         self._timewait_at: float | None = None
@@ -571,6 +574,10 @@ class TcpConnection:
             return
         if st == CLOSED:
             return
+        if st == ESTABLISHED and flags & 0x17 == ACK and seq32 == self.rcv_nxt & 0xFFFFFFFF and self._predicted(
+            ack32, wnd, opts, payload, now
+        ):
+            return
         seq = unwrap(seq32, self.rcv_nxt)
         if st == SYN_RECEIVED and flags & SYN and flags & ACK and not self._passive and seq + 1 == self.rcv_nxt:
             # RFC 9293 §3.5 figure 7, line 6: in a simultaneous open the peer's SYN,ACK repeats
@@ -581,6 +588,7 @@ class TcpConnection:
         # --- timestamps and PAWS (RFC 7323 §5.3) ---
         tsval = -1
         tsecr = 0
+        sack_news = False
         if self.ts_ok and opts:
             if len(opts) == 12 and opts[:4] == _TS_HEAD:
                 _a, _b, _c, _d, tsval, tsecr = _TS_OPT.unpack_from(opts, 0)
@@ -593,7 +601,7 @@ class TcpConnection:
                 if o.timestamp is not None:
                     tsval, tsecr = o.timestamp
                 if o.sack and self.sack_ok and flags & ACK:
-                    self._on_sack(o.sack)
+                    sack_news = self._on_sack(o.sack)
             # tsval < TS.Recent: an old duplicate, unless TS.Recent is stale (24 days, §5.5)
             if (
                 tsval >= 0
@@ -611,7 +619,7 @@ class TcpConnection:
                 self.stats.drop("tcp_bad_option")
                 return
             if o.sack:
-                self._on_sack(o.sack)
+                sack_news = self._on_sack(o.sack)
         # --- first: sequence number acceptable? (§3.10.7.4 table) ---
         rcv_wnd = self.rcv_adv - self.rcv_nxt
         seglen = plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
@@ -622,6 +630,15 @@ class TcpConnection:
             ok = False
         else:
             ok = (rn <= seq < rn + rcv_wnd) or (rn <= seq + seglen - 1 < rn + rcv_wnd)
+        if not ok and rcv_wnd <= 0 and seq == rn and flags & ACK and not flags & (SYN | RST):
+            # A zero window takes no data, "but special allowance should be made to accept
+            # valid ACKs" (same section): go on as if it were empty, and answer with our window.
+            self.stats.drop("tcp_zero_window_data")
+            payload = payload[:0]
+            plen = 0
+            flags &= ~FIN
+            self._ack_now = True
+            ok = True
         if not ok:
             if st == TIME_WAIT and flags & FIN and not flags & RST:
                 self._timewait_at = now + 2 * self.config.msl  # retransmitted FIN: restart 2MSL
@@ -634,6 +651,7 @@ class TcpConnection:
             return
         self._last_rx = now
         self._keepalive_probes = 0
+        self._persist_unanswered = 0
         # --- second: RST (RFC 5961 §3.2) ---
         if flags & RST:
             if seq != rn:
@@ -684,11 +702,17 @@ class TcpConnection:
             self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
             self.snd_wl1 = seq
             self.snd_wl2 = ack
+            if self.retries:
+                # the SYN or SYN,ACK was lost: RTO 3 s (RFC 6298 §5.7), initial window one
+                # segment (RFC 5681 §3.1: "MUST be one segment")
+                self.rtt.handshake_timed_out()
+                self.cc.cwnd = self.snd_mss
             if self.on_established is not None:
                 self.on_established(self)
             st = ESTABLISHED
             self._notify()
-        self._process_ack(ack, seq, wnd << self.snd_wscale, plen, flags, tsecr if tsval >= 0 else 0, now)
+        self._process_ack(ack, seq, wnd << self.snd_wscale, plen, flags, tsecr if tsval >= 0 else 0, now,
+                          sack_news)
         if self.state == CLOSED:
             return
         st = self.state
@@ -739,6 +763,61 @@ class TcpConnection:
         elif self._delack_at is not None or self.buffered > self._sent_bytes():
             self.iface.want_output(self)
 
+    def _predicted(self, ack32: int, wnd: int, opts: memoryview, payload: memoryview, now: float) -> bool:
+        """Header prediction (Jacobson; RFC 1323 appendix): in ESTABLISHED, the next
+        in-order segment with nothing unusual — no SYN/FIN/RST, only the timestamp
+        option, window unchanged, no recovery under way — is either a pure ACK for
+        new data, or in-order data (which may acknowledge new data too, as every
+        request and response of a conversation does).  Both take a short path here; anything else
+        returns False and gets the full RFC 9293 §3.10.7.4 treatment.  The outcome
+        is the same as the full path's; only the checks already known to pass are
+        skipped."""
+        tsval = -1
+        tsecr = 0
+        if self.ts_ok:
+            if len(opts) != 12 or opts[:4] != _TS_HEAD:
+                return False
+            _a, _b, _c, _d, tsval, tsecr = _TS_OPT.unpack_from(opts, 0)
+            if 0 < ((self.ts_recent - tsval) & 0xFFFFFFFF) < 0x80000000:
+                return False  # PAWS has a say
+        elif opts:
+            return False
+        if self.in_recovery or self._sacked or (wnd << self.snd_wscale) != self.snd_wnd:
+            return False
+        una = self.snd_una
+        ack = unwrap(ack32, una)
+        plen = len(payload)
+        if plen == 0:
+            if not una < ack <= self.snd_max:
+                return False
+        elif not una <= ack <= self.snd_max or self._ooo or self.peer_eof or plen > self.rcv_adv - self.rcv_nxt:
+            return False
+        # RFC 7323 §4.3: the segment is in order, so its TSval becomes TS.Recent
+        if tsval >= 0:
+            self.ts_recent = tsval
+            self.ts_recent_at = now
+        self._last_rx = now
+        self._keepalive_probes = 0
+        self._persist_unanswered = 0
+        if ack > una:
+            self._process_ack(ack, self.rcv_nxt, self.snd_wnd, plen, ACK, tsecr, now)
+            if plen == 0:
+                return True
+        self._rbuf += payload
+        self.rcv_nxt += plen
+        mss = self.snd_mss
+        if plen >= mss:
+            self._segs_unacked += plen // mss  # a GRO super-segment counts as what it was made of
+        if self._segs_unacked >= 2 or not self.config.delayed_ack:
+            if not self._output(now):
+                self._send_ack(now)
+        elif self._delack_at is None:
+            # RFC 9293 §3.8.6.3: ACK at least every second full segment, or within the timer
+            self._delack_at = now + self.config.delayed_ack
+            self._timers_changed()
+        self._notify()
+        return True
+
     def _syn_sent_arrives(
         self, seq32: int, ack32: int, flags: int, wnd: int, opts: memoryview, payload: memoryview, now: float
     ) -> None:
@@ -777,6 +856,11 @@ class TcpConnection:
                 self.rtt.sample(now - self._rtt_time)
             elif o.timestamp is not None and o.timestamp[1]:
                 self.rtt.sample(self._ts_rtt(o.timestamp[1], now))
+            if self.retries:
+                # the SYN or SYN,ACK was lost: RTO 3 s (RFC 6298 §5.7), initial window one
+                # segment (RFC 5681 §3.1: "MUST be one segment")
+                self.rtt.handshake_timed_out()
+                self.cc.cwnd = self.snd_mss
             self.retries = 0
             self._rto_at = None
             self._timers_changed()
@@ -805,7 +889,8 @@ class TcpConnection:
 
     # ---------------------------------------------------------------- ACK processing
 
-    def _process_ack(self, ack: int, seq: int, wnd: int, plen: int, flags: int, tsecr: int, now: float) -> None:
+    def _process_ack(self, ack: int, seq: int, wnd: int, plen: int, flags: int, tsecr: int, now: float,
+                     sack_news: bool = False) -> None:
         una = self.snd_una
         if ack > una:
             acked = ack - una
@@ -839,7 +924,8 @@ class TcpConnection:
             if self.in_recovery:
                 if ack >= self.recover:
                     self.in_recovery = False
-                    self.cc.cwnd = max(min(self.cc.ssthresh, (self.snd_max - ack) + self.snd_mss), self.snd_mss)
+                    # RFC 6582 §3.2 step 3, full ACK: min(ssthresh, max(FlightSize, SMSS) + SMSS)
+                    self.cc.cwnd = min(self.cc.ssthresh, max(self.snd_max - ack, self.snd_mss) + self.snd_mss)
                     self.dupacks = 0
                 else:
                     # partial ACK: the next hole is lost too (RFC 6582 §3.2 step 3)
@@ -851,7 +937,10 @@ class TcpConnection:
                         self._retransmit_one(ack, now)
             else:
                 self.dupacks = 0
-                self.cc.on_ack(acked, flight_before, now, self.rtt.srtt)
+                if una == self.iss:
+                    acked -= 1  # the SYN takes a sequence number but is not data (RFC 5681 §3.1)
+                if acked > 0:
+                    self.cc.on_ack(acked, flight_before, now, self.rtt.srtt)
             # RFC 6298 §5.2/5.3
             if self.snd_una >= self.snd_max:
                 self._rto_at = None
@@ -860,14 +949,13 @@ class TcpConnection:
             self._timers_changed()
             if self.state in _CAN_SEND or self.buffered:
                 self._notify()  # buffer space freed
-        elif (
-            ack == una
-            and plen == 0
-            and not flags & (SYN | FIN)
-            and wnd == self.snd_wnd
-            and self.snd_max > una
+        elif ack == una and self.snd_max > una and (
+            # RFC 6675 §2: an ACK that SACKs new data is a duplicate, even if it carries data
+            # or changes the window (Linux's window grows while it SACKs, and its ACKs ride
+            # on its data); else RFC 5681 §2's definition
+            sack_news or (plen == 0 and not flags & (SYN | FIN) and wnd == self.snd_wnd)
         ):
-            # duplicate ACK (RFC 5681 §2)
+            # duplicate ACK
             self.dupacks += 1
             if self.dupacks == 3 and not self.in_recovery and una >= self.recover:
                 self._enter_recovery(now)
@@ -903,8 +991,10 @@ class TcpConnection:
         self.rexmit_next = min(self.snd_una + self._data_mss(), self.snd_max)
         self.iface.want_output(self)
 
-    def _on_sack(self, blocks: tuple[tuple[int, int], ...]) -> None:
+    def _on_sack(self, blocks: tuple[tuple[int, int], ...]) -> bool:
+        """Record SACK blocks; True if they cover bytes not SACKed before."""
         una = self.snd_una
+        before = self._sacked_bytes()
         for left32, right32 in blocks:
             left = unwrap(left32, una)
             right = unwrap(right32, una)
@@ -912,6 +1002,7 @@ class TcpConnection:
                 continue  # RFC 2018 §5: ignore blocks that make no sense (and D-SACK)
             left = max(left, una)
             self._add_sacked(left, right)
+        return self._sacked_bytes() > before
 
     def _add_sacked(self, left: int, right: int) -> None:
         s = self._sacked
@@ -1021,6 +1112,7 @@ class TcpConnection:
         keep.append((new_start, new_data))
         keep.sort(key=_first)
         self._ooo = keep
+        self._ooo_last = new_start
 
     def _merge_ooo(self) -> None:
         ooo = self._ooo
@@ -1055,7 +1147,9 @@ class TcpConnection:
         """After the application read: open the window if it grew enough (SWS, RFC 9293 §3.8.6.2.2)."""
         if self.state not in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2):
             return
-        free = self._window_to_advertise()
+        # what the window field can show: without window scaling a big buffer still
+        # advertises at most 65535, and an update that cannot open it further is noise
+        free = min(self._window_to_advertise(), 65535 << self.rcv_wscale)
         current = self.rcv_adv - self.rcv_nxt
         if free - current >= min(self.config.rcvbuf // 2, self.snd_mss * 2):
             self._ack_now_deferred()
@@ -1363,10 +1457,15 @@ class TcpConnection:
         return min(current >> shift, 65535)
 
     def _sack_option(self, max_blocks: int) -> bytes:
-        blocks = self._ooo[-max_blocks:]
+        """RFC 2018 §4: the first block MUST be the one holding the segment that triggered
+        this ACK (the latest stored); the others follow, highest first."""
+        latest = self._ooo_last
+        blocks = [b for b in self._ooo if b[0] == latest]
+        blocks += [b for b in reversed(self._ooo) if b[0] != latest]
+        del blocks[max_blocks:]
         out = bytearray(b"\x01\x01\x05")
         out.append(2 + 8 * len(blocks))
-        for s, d in reversed(blocks):
+        for s, d in blocks:
             out += _SACK_BLOCK.pack(wrap(s), wrap(s + len(d)))
         return bytes(out)
 
@@ -1468,12 +1567,23 @@ class TcpConnection:
         """Zero-window probe (RFC 9293 §3.8.6.1), with exponential backoff.  The probe
         is an ACK below the window, which any TCP must answer with its window."""
         if self.snd_wnd > 0 and self.snd_una + self.snd_wnd > self.snd_nxt:
-            self.iface.want_output(self)
+            # RFC 9293 §3.8.6.2.1, the SWS override timeout: the window is open but smaller
+            # than sender SWS avoidance waits for.  Send what fits: it doubles as the probe
+            # for a window update that may have been lost, after which nothing else would
+            # ever be sent (found by tests/test_reliability_edges.py).
+            n = min(self.snd_una + self.snd_wnd - self.snd_nxt, self._data_end() - self.snd_nxt, self._data_mss())
+            if n > 0 and self.state in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, LAST_ACK, CLOSING):
+                self._send_data(self.snd_nxt, n, now)
+            else:
+                self.iface.want_output(self)
             return
         if self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, LAST_ACK, CLOSING):
             return
-        self._persist_probes += 1
-        if self._persist_probes > self.config.max_retries + 3:
+        self._persist_probes += 1  # the backoff exponent
+        # RFC 1122 §4.2.2.17: while the peer answers the probes, the connection MUST stay
+        # open however long the window stays shut; only unanswered probes count.
+        self._persist_unanswered += 1
+        if self._persist_unanswered > self.config.max_retries + 3:
             self._to_closed(errno.ETIMEDOUT)
             return
         self._emit(self.snd_una - 1, self.rcv_nxt, ACK, b"", now)
@@ -1521,17 +1631,6 @@ class TcpConnection:
             self._sbuf_start = 0
         self.table.remove(self)
         self._notify()
-
-    def _notify(self) -> None:
-        if self.on_event is not None and not self._event_queued:
-            self._event_queued = True
-            self.iface.ready.append(self._fire)
-
-    def _fire(self) -> None:
-        self._event_queued = False
-        cb = self.on_event
-        if cb is not None:
-            cb()
 
     def icmp_error(self, icmp_type: int, code: int, mtu: int, now: float) -> None:
         """RFC 1122 §4.2.3.9 / RFC 5927: soft errors; RFC 1191: PMTU decrease."""

@@ -45,6 +45,13 @@ class RttEstimator:
         rto = max(self._rto, self.rto_min) * (1 << self.backoff)
         return min(rto, self.rto_max)
 
+    def handshake_timed_out(self) -> None:
+        """RFC 6298 §5.7: the SYN (or SYN,ACK) timed out and, by Karn, gave no sample:
+        data transmission starts with an RTO of 3 s rather than the backed-off one."""
+        if self.srtt is None:
+            self._rto = max(self._rto, 3.0)
+            self.backoff = 0
+
     def back_off(self) -> None:
         if (max(self._rto, self.rto_min) * (1 << self.backoff)) < self.rto_max:
             self.backoff += 1

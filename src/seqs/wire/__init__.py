@@ -4,6 +4,6 @@ borrowed buffer and a frozen value type with ``parse``/``emit``.
 Nothing here keeps state or knows about connections; that is ``iface`` and up.
 """
 
-from . import arp, checksum, ethernet, icmp, ipv4, tcp, udp, virtio
+from . import arp, checksum, dhcp, dns, ethernet, icmp, ipv4, ntp, tcp, udp, virtio
 
-__all__ = ["arp", "checksum", "ethernet", "icmp", "ipv4", "tcp", "udp", "virtio"]
+__all__ = ["arp", "checksum", "dhcp", "dns", "ethernet", "icmp", "ipv4", "ntp", "tcp", "udp", "virtio"]
