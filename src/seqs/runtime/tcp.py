@@ -100,7 +100,26 @@ def _attempt(host: Host, attempt: Callable[[], T | None], timeout: float | None)
     return got[0]
 
 
-class TCPSocket:
+class _Timeouts:
+    """The ``socket`` timeout rules, shared by sockets and listeners: None blocks,
+    0.0 is non-blocking (BlockingIOError), a positive value raises TimeoutError."""
+
+    _timeout: float | None
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = _check_timeout(timeout)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+
+class TCPSocket(_Timeouts):
     """A connected TCP socket on a seqs host.  Get one from
     :meth:`Host.create_connection <seqs.runtime.Host.create_connection>` or
     :meth:`TCPListener.accept`.
@@ -125,18 +144,6 @@ class TCPSocket:
             conn.on_event = host.runner.changed.notify_all
 
     # -- configuration -----------------------------------------------------------------
-
-    def settimeout(self, timeout: float | None) -> None:
-        self._timeout = _check_timeout(timeout)
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
 
     def getsockname(self) -> Address:
         self._check_open()
@@ -457,7 +464,7 @@ class TCPSocketIO(io.RawIOBase):
             sock._decref_socketios()
 
 
-class TCPListener:
+class TCPListener(_Timeouts):
     """A listening TCP socket on a seqs host (``socket.create_server``'s result).
 
     ``accept()`` honours the listener's timeout like a ``socket``; sockets it
@@ -474,18 +481,6 @@ class TCPListener:
         self._timeout = _check_timeout(timeout)
         with host.lock:
             listener.on_event = host.runner.changed.notify_all
-
-    def settimeout(self, timeout: float | None) -> None:
-        self._timeout = _check_timeout(timeout)
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
 
     def getsockname(self) -> Address:
         return self.listener.local_address
