@@ -6,15 +6,19 @@ kernel side of a TAP has ``10.X.Y.1/24`` and ``seqs up`` answers as
 Nothing ever addresses a host outside that namespace, and the namespace, the
 TAP and every process in it are removed when the test ends, pass or fail.
 
-A test skips (never fails) when the machine cannot run it: not root, no
-``/dev/net/tun``, no ``ip``, or a program it calls is missing.  Mark a test
-with ``@pytest.mark.programs("tshark", ...)`` to name the programs it needs.
+A test skips when the machine cannot run it: not root, no ``/dev/net/tun``,
+no ``ip``, or a program it calls is missing.  Mark a test with
+``@pytest.mark.programs("tshark", ...)`` to name the programs it needs.  With
+``SEQS_REQUIRE_INTEROP=1`` in the environment (CI sets it, see ``.ci/run``)
+such a test fails instead, so a machine that lost a prerequisite cannot pass
+CI with the interop tier silently skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import pathlib
 import random
 import re
@@ -42,15 +46,21 @@ def _unavailable() -> str | None:
     return interop_unavailable()
 
 
+def _cannot_run(why: str) -> None:
+    if os.environ.get("SEQS_REQUIRE_INTEROP") == "1":
+        pytest.fail(f"interop test cannot run, and SEQS_REQUIRE_INTEROP=1 requires it: {why}")
+    pytest.skip(f"interop test: {why}")
+
+
 @pytest.fixture(autouse=True)
 def _interop_prerequisites(request: pytest.FixtureRequest) -> None:
     why = _unavailable()
     if why:
-        pytest.skip(f"interop test: {why}")
+        _cannot_run(why)
     for marker in request.node.iter_markers("programs"):
         for prog in marker.args:
             if shutil.which(prog) is None:
-                pytest.skip(f"interop test: needs the {prog!r} program (see DEBIAN_PACKAGES in test.sh)")
+                _cannot_run(f"needs the {prog!r} program (see DEBIAN_PACKAGES in test.sh)")
 
 
 @dataclass
