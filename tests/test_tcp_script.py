@@ -13,6 +13,7 @@ import errno
 
 import pytest
 
+from seqs.sockets.tcp import TcpListener
 from seqs.tcp.connection import TcpConfig
 from seqs.wire import ipv4 as wip
 from seqs.wire.icmp import IcmpMessage
@@ -1265,3 +1266,102 @@ def test_icmp_frag_needed_for_a_sequence_number_not_in_flight_is_ignored() -> No
     _frag_needed(p, 301 + 100_000, 600)
     p.expect_nothing()
     assert d.conn is not None and d.conn.snd_mss == 1460
+
+
+# ====================================================================== RST during the handshake
+
+
+def test_rst_acking_our_syn_in_syn_sent_refuses_the_connection() -> None:
+    """RFC 9293 §3.10.7.3 (SYN-SENT, first and second checks) and RFC 5961 §3.2: a RST whose
+    ACK acknowledges our SYN (ISS < SEG.ACK =< SND.NXT) is acceptable whatever its SEQ; the
+    connection goes to CLOSED with "connection refused" (ECONNREFUSED, as Linux reports it)
+    and nothing is sent in answer to a RST."""
+    d = Dut()
+    p = Peer(d)
+    conn = d.connect(40000, local_port=80)
+    p.expect("SYN", seq=300)
+    p.send("RST,ACK", 0, 301)
+    p.expect_nothing(for_seconds=5.0)  # no answer, and no SYN retransmission at t=1 or t=3
+    p.assert_that(conn.state_name == "CLOSED" and conn.error == errno.ECONNREFUSED,
+                  f"state {conn.state_name}, error {conn.error}: expected CLOSED with ECONNREFUSED")
+    assert len(d.stack.tcp) == 0
+    with pytest.raises(ConnectionRefusedError):
+        conn.recv()
+
+
+@pytest.mark.parametrize(("flags", "ack"), [("RST,ACK", 300), ("RST,ACK", 302), ("RST,ACK", 300 - 70000),
+                                            ("RST", 0)],
+                         ids=["ACK=ISS", "ACK beyond SND.NXT", "ACK far below ISS", "no ACK"])
+def test_rst_not_acking_our_syn_in_syn_sent_is_ignored(flags: str, ack: int) -> None:
+    """RFC 9293 §3.10.7.3: in SYN-SENT, "if SEG.ACK =< ISS or SEG.ACK > SND.NXT ... (unless the
+    RST bit is set, if so drop the segment and return)", and a RST without ACK is dropped too
+    ("if the ACK bit is off, drop the segment").  RFC 5961 §3.2: an off-path attacker who
+    cannot see our ISS cannot kill the connect.  The SYN timer keeps running and a real
+    SYN,ACK still completes the handshake."""
+    d = Dut()
+    p = Peer(d)
+    conn = d.connect(40000, local_port=80)
+    p.expect("SYN", seq=300)
+    p.send(flags, 0, ack)
+    p.assert_that(conn.state_name == "SYN-SENT" and conn.error is None, "the RST was taken")
+    p.expect("SYN", seq=300, at=1.0)  # not a RST in answer to the RST: just the SYN's retransmission
+    p.send("SYN,ACK", 100, 301, options=TcpOptions(mss=MSS))
+    p.expect("ACK", seq=301, ack=101)
+    assert conn.state_name == "ESTABLISHED"
+
+
+def _syn_received() -> tuple[Dut, Peer, TcpListener]:
+    """A passive open half done: the peer's SYN (ISS 100) answered by our SYN,ACK (ISS 300)."""
+    d = Dut()
+    p = Peer(d)
+    lst = d.listen(80)
+    p.send("SYN", 100, options=TcpOptions(mss=MSS))
+    p.expect("SYN,ACK", seq=300, ack=101)
+    assert lst.half_open == 1
+    return d, p, lst
+
+
+def test_exact_rst_in_passive_syn_received_returns_to_listen() -> None:
+    """RFC 9293 §3.10.7.4 (second check, SYN-RECEIVED): a RST at exactly RCV.NXT on a
+    connection that came from LISTEN returns it to LISTEN: the half-open connection is
+    forgotten, nothing reaches the accept queue, the user is not told, and the listener
+    still answers the next SYN."""
+    d, p, lst = _syn_received()
+    p.send("RST", 101)
+    p.expect_nothing()
+    p.assert_that(len(d.stack.tcp) == 0, "the half-open connection is still in the table")
+    assert (lst.half_open, lst.pending, lst.readable) == (0, 0, False)
+    assert lst.accept() is None
+    # The handshake's last ACK now meets the listener, not a connection (§3.10.7.2): RST.
+    p.send("ACK", 101, 301)
+    p.expect("RST", seq=301)
+    # And the listener takes a new SYN from the same port.
+    p.send("SYN", 5000, options=TcpOptions(mss=MSS), at=1.0)
+    p.expect("SYN,ACK", seq=300, ack=5001)
+    p.send("ACK", 5001, 301)
+    assert d.accept(lst).state_name == "ESTABLISHED"
+
+
+def test_inexact_rst_in_window_in_syn_received_gets_a_challenge_ack() -> None:
+    """RFC 5961 §3.2 applies to SYN-RECEIVED too (RFC 9293 §3.10.7.4 second check): a RST in
+    the window but not at RCV.NXT gets <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, and the half-open
+    connection stays, so the real peer's ACK completes the handshake."""
+    d, p, lst = _syn_received()
+    p.send("RST", 101 + 1000)
+    p.expect("ACK", seq=301, ack=101)
+    p.expect_nothing()
+    assert lst.half_open == 1 and d.conn is not None and d.conn.state_name == "SYN-RECEIVED"
+    p.send("ACK", 101, 301)
+    assert d.accept(lst).state_name == "ESTABLISHED"
+
+
+@pytest.mark.parametrize("seq", [100, 101 + 70000], ids=["below RCV.NXT", "beyond the window"])
+def test_rst_outside_the_window_in_syn_received_is_ignored(seq: int) -> None:
+    """RFC 9293 §3.10.7.4 first check (and RFC 5961 §3.2): a RST outside the window is
+    dropped without an answer (the window is 65535: no scaling without the peer's WS)."""
+    d, p, lst = _syn_received()
+    p.send("RST", seq)
+    p.expect_nothing()
+    assert lst.half_open == 1
+    p.send("ACK", 101, 301)
+    assert d.accept(lst).state_name == "ESTABLISHED"

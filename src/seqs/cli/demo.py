@@ -7,7 +7,8 @@ an ICMP port unreachable, a TCP transfer that survives the loss, then DNS
 measurement against tiny responders on the router (``demo_responders``),
 and HTTP: the host resolves the router's name and downloads a file from its
 HTTP server through the lossy link, checking its sha256 (``demo_http``).
-Everything on the wire goes to a pcap file.
+Everything on the wire goes to a pcap file.  The exit status is 0 only if
+every step's check passed; the last line names the steps that failed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.loss < 1.0:
         raise ValueError("--loss must be in 0..1")
     out = print
+    #: the steps whose check failed: any of them makes the exit status 1
+    failures: list[str] = []
     rng = random.Random(args.seed)
     with PcapWriter(args.pcap) as pcap:
         net = VirtualNetwork(pcap=pcap)
@@ -96,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         ok = r2 is not None and r2.payload == big[:4000]
         out(f"ping -s 4000: {'reply intact' if ok else 'FAILED'}; router reassembled "
             f"{router.stats.ipv4_reassembled}, host reassembled {host.stats.ipv4_reassembled} datagrams")
+        if not ok:
+            failures.append("fragmented ping")
 
         # 3. UDP echo (RFC 862) through a link that now loses frames
         echo = UdpEchoService(router, 7)
@@ -125,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             closed.recv()
             out("closed port: no error reported")
+            failures.append("ICMP port unreachable")
         except ConnectionRefusedError as e:
             out(f"UDP to closed port 9999: router answered ICMP port unreachable -> {e!r}")
 
@@ -159,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         out(f"TCP: 1 MiB over the {args.loss:.0%}-loss link in {elapsed:.2f} s virtual, "
             f"{'sha256 matches' if intact else 'DATA DIFFERS'}, {rexmits} loss recoveries "
             f"(fast retransmit + timeout)")
+        if not intact:
+            failures.append("TCP transfer (sha256)")
         if server:
             server[0].close()
         net.run_for(1.0)
@@ -166,18 +174,25 @@ def run(args: argparse.Namespace) -> int:
         # 6-7. DNS and NTP on a lossless, symmetric link (so the NTP offset comes out exact)
         hport.set_faults(FaultConfig(delay=0.002))
         net.ports[0].set_faults(FaultConfig(delay=0.002))
-        dns_ntp_ok = demo_dns_ntp(net, router, host, out)
+        if not demo_dns_ntp(net, router, host, out):
+            failures.append("DNS/NTP")
 
         # 8. HTTP: the router serves files; the host resolves its name and downloads through the lossy link
-        http_ok = demo_http(net, router, host, out, loss=args.loss, seed=args.seed)
+        if not demo_http(net, router, host, out, loss=args.loss, seed=args.seed):
+            failures.append("HTTP")
 
         # 9. the host gives its lease back (RFC 2131 §4.4.6)
-        dhcp.release(net.now)
+        released = dhcp.release(net.now)
         net.run_for(1.0)
         out(f"DHCP: host released its lease; the server's table: {len(dhcp_server)} bindings, "
             f"{dhcp_server.free} of {dhcp_server.pool_size} addresses free")
+        if not released or len(dhcp_server) or dhcp_server.free != dhcp_server.pool_size:
+            failures.append("DHCP release")
 
         out(f"router stats: {router.stats.as_dict()}")
         out(f"host stats:   {host.stats.as_dict()}")
         out(f"{pcap.count} frames written to {args.pcap} (open with wireshark or tshark -r)")
-    return 0 if dns_ntp_ok and http_ok else 1
+    if failures:
+        out(f"demo FAILED: {', '.join(failures)}")
+        return 1
+    return 0
