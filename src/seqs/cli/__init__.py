@@ -60,8 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError) as e:
         if args.debug:
             raise
-        print(f"seqs {args.command}: error: {e}", file=sys.stderr)
+        print(f"seqs {args.command}: error: {describe_error(e)}", file=sys.stderr)
         return 1
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for the user: ``FILE: reason`` for a file that could not be opened
+    (``--pcap``, ``-o``), instead of Python's ``[Errno 2] ...: 'FILE'``."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    text = str(e) or type(e).__name__
+    return " ".join(text.split("\n"))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ class DhcpRole:
         self.client = client
         self.server = server
         self.leases_file = leases_file
+        #: the server's count of unanswered DISCOVERs before the current spell of exhaustion
+        self._unanswered_before = 0
 
     def snapshot(self) -> dict[str, object]:
         """The ``dhcp`` part of the --stats-file snapshot."""
@@ -92,6 +94,22 @@ class DhcpRole:
                            for x in s.leases()],
             }
         return out
+
+    def pool_exhausted(self, exhausted: bool) -> None:
+        """The server's report that its pool ran dry (or has room again): one log line
+        per spell, however many DISCOVERs go unanswered in it (they are counted as
+        ``dhcp_pool_exhausted`` in the stats)."""
+        s = self.server
+        assert s is not None
+        pool = f"{s.config.pool_start}-{s.config.pool_end}"
+        if exhausted:
+            self._unanswered_before = s.counts["exhausted"] - 1
+            log.warning("DHCP server: pool %s exhausted (%d addresses): DISCOVERs go unanswered until an "
+                        "address is free (RFC 2131 §4.3.1); each is counted as dhcp_pool_exhausted",
+                        pool, s.pool_size)
+        else:
+            log.info("DHCP server: pool %s has a free address again, after %d unanswered DISCOVERs",
+                     pool, s.counts["exhausted"] - self._unanswered_before)
 
     def save_leases(self) -> None:
         if self.server is None or self.leases_file is None:
@@ -142,6 +160,7 @@ def setup(args: argparse.Namespace, stack: Stack, runner: Runner,
                 n = server.load_json(f.read(), runner.clock(), time.time())
             log.info("DHCP server: %d leases restored from %s", n, args.dhcp_leases)
         server.on_change = role.save_leases
+        server.on_exhausted = role.pool_exhausted
     if args.dhcp:
         announced = False
 

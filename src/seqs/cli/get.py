@@ -27,8 +27,9 @@ from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from ..runtime.host import Host
+from ..wire import ipv4 as wip
 from .connect import describe
-from .oneshot import add_host_arguments, check_host_arguments, one_shot_host
+from .oneshot import add_host_arguments, check_host_arguments, check_target, one_shot_host
 from .up import enable_offload
 
 __all__ = ["Progress", "add_parser", "output_name", "run"]
@@ -142,7 +143,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_host_arguments(args)
     url = args.url if "://" in args.url else f"http://{args.url}"
-    parse_url(url)  # a bad URL is a usage error worth reporting before the device is touched
+    # A bad URL, a DNS server that is no address, a name with nobody to ask: usage
+    # errors worth reporting before the device is touched.
+    for s in args.dns:
+        wip.aton(s)
+    check_target(parse_url(url).host, args, "the URL's host")
     if args.timeout <= 0 or args.max_redirects < 0:
         raise ValueError("--timeout must be positive and --max-redirects not negative")
     out_path = args.output or output_name(url)

@@ -23,7 +23,7 @@ from ..services.dns import Resolver, ResolverConfig
 from ..services.ntp import NtpConfig, NtpQuery, NtpSample
 from ..stack import Stack
 from ..wire import ipv4 as wip
-from .oneshot import add_host_arguments, call, check_host_arguments, one_shot_host, run_until
+from .oneshot import add_host_arguments, call, check_host_arguments, check_target, one_shot_host, run_until
 
 __all__ = ["add_parser", "format_sample", "run"]
 
@@ -74,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     config = NtpConfig(samples=args.samples, interval=args.interval, timeout=args.timeout)
     for s in args.dns:
         wip.aton(s)
+    # What needs no device is checked before it opens (a typo should not need root to be reported).
+    if args.server is not None:
+        check_target(args.server, args, "SERVER")
+    elif not args.dhcp:
+        raise ValueError("no NTP server: give SERVER (or --dhcp to use the lease's)")
     with one_shot_host(args) as (stack, runner):
         server = args.server or (stack.ntp_servers[0] if stack.ntp_servers else None)
         if server is None:

@@ -16,11 +16,12 @@ from typing import TypeVar
 
 from ..runtime.poller import Runner
 from ..stack import Stack
+from ..wire import dns as wdns
 from ..wire import ethernet as weth
 from ..wire import ipv4 as wip
 from .up import add_device_arguments, open_device
 
-__all__ = ["add_host_arguments", "call", "check_host_arguments", "one_shot_host", "run_until"]
+__all__ = ["add_host_arguments", "call", "check_host_arguments", "check_target", "one_shot_host", "run_until"]
 
 T = TypeVar("T")
 
@@ -51,6 +52,21 @@ def check_host_arguments(args: argparse.Namespace) -> None:
         weth.parse_mac(args.mac)
     if args.dhcp_timeout <= 0 or args.dhcp_probes < 0:
         raise ValueError("--dhcp-timeout must be positive and --dhcp-probes not negative")
+
+
+def check_target(text: str, args: argparse.Namespace, what: str) -> None:
+    """A HOST or SERVER argument, checked before the device opens: an IPv4 address, or a
+    well-formed name with a DNS server to ask it of (``--dns``, or the ``--dhcp`` lease's).
+
+    Digits and dots only is meant as an address: ``300.1.1.1`` is a typo to report,
+    not a name to send to a DNS server (which getaddrinfo would not do either).
+    """
+    if text.replace(".", "").isdigit():
+        wip.aton(text)  # ValueError: not an IPv4 address
+        return
+    wdns.encode_name(text)  # ValueError for a malformed name
+    if not args.dns and not args.dhcp:
+        raise ValueError(f"{what} {text} is a name: give --dns ADDR to look it up (or --dhcp for the lease's servers)")
 
 
 def call(runner: Runner, fn: Callable[[], T]) -> T:

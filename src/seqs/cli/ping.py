@@ -26,7 +26,7 @@ from typing import Any
 from ..services.dns import Resolver, ResolverConfig
 from ..sockets.icmp import EchoReply, PingSocket
 from ..wire import ipv4 as wip
-from .oneshot import add_host_arguments, call, check_host_arguments, one_shot_host, run_until
+from .oneshot import add_host_arguments, call, check_host_arguments, check_target, one_shot_host, run_until
 
 __all__ = ["Stats", "add_parser", "format_reply", "run"]
 
@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("-c must be >= 0, -s 0..65507, -i positive and -W not negative")
     for s in args.dns:
         wip.aton(s)
+    check_target(args.host, args, "HOST")
     with one_shot_host(args) as (stack, runner):
         target = args.host
         address = target if _is_address(target) else _lookup(target, args, stack, runner)

@@ -9,6 +9,7 @@ print one line on standard error and exit 1.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from typing import Any
 
@@ -59,6 +60,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     check_host_arguments(args)
     qtype = wdns.type_code(args.type)
+    try:
+        ipaddress.ip_address(args.name)  # answers itself (A, AAAA) or becomes its reverse name (PTR)
+    except ValueError:
+        wdns.encode_name(args.name)  # a malformed name is reported before the device opens
     for s in args.dns:
         wip.aton(s)
     if not args.dns and not args.dhcp:
@@ -82,3 +87,4 @@ def run(args: argparse.Namespace) -> int:
         for rec in q.records:
             print(rec.text)
     return 0
+

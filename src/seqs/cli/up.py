@@ -124,7 +124,12 @@ def open_device(args: argparse.Namespace) -> Device:
 
         device = PacketDevice(args.raw, mtu=args.mtu or 1500)
     if args.pcap:
-        device = PcapDevice(device, PcapWriter(args.pcap))
+        try:
+            writer = PcapWriter(args.pcap)
+        except OSError:
+            device.close()  # an unwritable --pcap must not leave the TAP open behind the error
+            raise
+        device = PcapDevice(device, writer)
     # Commands other than `up` may lack the fault options; only --loss is common to all.
     loss, dup, reorder, corrupt = (float(getattr(args, n, 0.0)) for n in ("loss", "duplicate", "reorder", "corrupt"))
     if loss or dup or reorder or corrupt:

@@ -16,8 +16,11 @@ Memory is bounded by the pool: every binding holds one address of the pool
 addresses.  Offers that are not taken up expire after ``offer_timeout`` and
 their addresses return to the pool, so a flood of DISCOVERs from random MACs
 fills the pool for at most that long; while the pool is empty a DISCOVER gets
-no OFFER (RFC 2131 §4.3.1 lets a server stay silent) and counts as
-``dhcp_pool_exhausted``.  Relayed requests (``giaddr`` set) are not served.
+no OFFER (RFC 2131 §4.3.1 lets a server stay silent, and defines no DHCPNAK
+for a DISCOVER) and counts as ``dhcp_pool_exhausted``.  The start and the end
+of such a spell, not each DISCOVER, are reported to ``on_exhausted(True/False)``
+(``seqs up`` logs them once as a warning; logging is the program's business,
+not this module's).  Relayed requests (``giaddr`` set) are not served.
 Time arrives as an argument (``on_timer(now)``) or as the interface's latest
 ``now`` when a request is read; wall-clock time only at the JSON boundary.
 """
@@ -110,7 +113,8 @@ class DhcpServer:
                 "ignored", "expired")
 
     def __init__(self, stack: Stack, config: DhcpServerConfig,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 on_exhausted: Callable[[bool], None] | None = None) -> None:
         iface = stack.iface
         if not iface.address:
             raise ValueError("a DHCP server needs an interface address")
@@ -119,6 +123,11 @@ class DhcpServer:
         self.config = config
         #: called after the set of bound leases changed (to persist them)
         self.on_change = on_change
+        #: called with True when a DISCOVER first finds the pool empty, and with False
+        #: when an address returns to it (once per spell, however many DISCOVERs)
+        self.on_exhausted = on_exhausted
+        #: the pool is empty and DISCOVERs are going unanswered
+        self.exhausted = False
         self.counts: dict[str, int] = dict.fromkeys(self.COUNTERS, 0)
         self.timer_armed: float | None = None
         self._address = iface.address
@@ -287,10 +296,17 @@ class DhcpServer:
                 and ip not in self._free_set:
             self._free_set.add(ip)
             self._free.append(ip)
+            if self.exhausted:
+                self._set_exhausted(False)
             if len(self._free) > 2 * len(self._pool) + 64:
                 # Drop stale and repeated entries, keeping each address's latest place.
                 latest = {ip: i for i, ip in enumerate(self._free) if ip in self._free_set}
                 self._free = deque(sorted(latest, key=latest.__getitem__))
+
+    def _set_exhausted(self, exhausted: bool) -> None:
+        self.exhausted = exhausted
+        if self.on_exhausted is not None:
+            self.on_exhausted(exhausted)
 
     def _take_free(self) -> int | None:
         while self._free:
@@ -371,8 +387,13 @@ class DhcpServer:
         if b is None:
             ip = self._choose(msg.chaddr, o.requested_address)
             if ip is None:
+                # RFC 2131 §4.3.1: with no address available the server may report the
+                # problem to the administrator; it sends no OFFER, and there is no DHCPNAK
+                # for a DISCOVER. Count each one; report the spell once (on_exhausted).
                 self.counts["exhausted"] += 1
                 self.iface.stats.drop("dhcp_pool_exhausted")
+                if not self.exhausted and not self._free_set:
+                    self._set_exhausted(True)
                 return
             b = self._add(key, msg.chaddr, o.client_id, ip, OFFERED, now + self.config.offer_timeout)
         elif b.state == OFFERED:

@@ -34,7 +34,8 @@ What it does, and where the rules come from:
 * Answers are cached for their TTL (the smallest of the RRset, capped at
   ``max_ttl``; TTL 0 is not cached, RFC 1035 §3.2.1), NXDOMAIN and NODATA for
   the SOA's negative TTL when the authority section has one (RFC 2308 §5), in
-  a least-recently-used table of at most ``cache_size`` entries.
+  a least-recently-used table of at most ``cache_size`` entries; each entry
+  pushed out to make room counts as ``dns_cache_evicted``.
 
 API calls run at the stack's current time (``stack.iface.now``), like socket
 calls; timers run from the stack's timer heap.  The servers are
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..errors import ParseError, SeqsError
+from ..iface.stats import Stats
 from ..sockets.udp import UdpSocket
 from ..stack import Stack
 from ..tcp.connection import TcpConnection
@@ -174,16 +176,25 @@ class _Entry:
 
 
 class DnsCache:
-    """RRsets by (name, type) until their TTL runs out; least recently used out first."""
+    """RRsets by (name, type) until their TTL runs out; least recently used out first.
 
-    __slots__ = ("_entries", "hits", "max_ttl", "misses", "size")
+    ``hits``, ``misses`` and ``evictions`` (live entries pushed out to keep the
+    table at ``size``; an expired entry that goes is not one) are counters a user
+    can read.  With ``stats`` (the resolver passes its stack's), each eviction
+    also counts as ``dns_cache_evicted`` in ``stats.drops``, where the other
+    DNS drops are: a cache too small for its working set shows up there.
+    """
 
-    def __init__(self, size: int = 512, max_ttl: int = 86400) -> None:
+    __slots__ = ("_entries", "_stats", "evictions", "hits", "max_ttl", "misses", "size")
+
+    def __init__(self, size: int = 512, max_ttl: int = 86400, stats: Stats | None = None) -> None:
         self.size = size
         self.max_ttl = max_ttl
         self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
+        self._stats = stats
         self.hits = 0
         self.misses = 0
+        self.evictions = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -198,6 +209,9 @@ class DnsCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
+            self.evictions += 1
+            if self._stats is not None:
+                self._stats.drop("dns_cache_evicted")
 
     def get(self, name: str, rtype: int, now: float) -> _Entry | None:
         key = (wdns.name_key(name), rtype)
@@ -223,7 +237,7 @@ class Resolver:
     def __init__(self, stack: Stack, config: ResolverConfig | None = None) -> None:
         self.stack = stack
         self.config = config or ResolverConfig()
-        self.cache = DnsCache(self.config.cache_size, self.config.max_ttl)
+        self.cache = DnsCache(self.config.cache_size, self.config.max_ttl, stack.stats)
         #: queries not yet done
         self.active: set[DnsQuery] = set()
 
