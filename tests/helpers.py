@@ -4,16 +4,25 @@ Every test frame is built from the ``seqs.wire`` value types, and every frame
 the stack sends is parsed back with them, so a test never hand-assembles
 offsets.  ``describe`` renders a frame as one line of a packet trace for
 assertion messages.
+
+``skip_or_fail`` is the one way a kernel (interop) test says it cannot run
+here: a skip, or a failure when CI demands the interop tier.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import os
 import random
 from collections.abc import Iterable, Sequence
+from typing import NoReturn
+
+import pytest
 
 from seqs import Stack
 from seqs.iface import InterfaceConfig
+from seqs.netns import interop_unavailable
 from seqs.wire import ethernet as weth
 from seqs.wire import ipv4 as wip
 from seqs.wire.arp import OP_REPLY, OP_REQUEST, ArpPacket
@@ -31,6 +40,38 @@ OTHER_IP = wip.aton("10.0.0.3")
 GATEWAY_IP = wip.aton("10.0.0.254")
 SUBNET_BROADCAST = wip.aton("10.0.0.255")
 FAR_IP = wip.aton("192.0.2.7")
+
+
+# -- tests against the Linux kernel -----------------------------------------------------
+
+#: set by ``.ci/run``: a kernel test that cannot run is a failure, not a skip
+REQUIRE_INTEROP = "SEQS_REQUIRE_INTEROP"
+
+
+def skip_or_fail(why: str) -> NoReturn:
+    """Skip a kernel test that cannot run on this machine; with ``SEQS_REQUIRE_INTEROP=1``
+    fail it instead, so a CI machine that lost a prerequisite (root, /dev/net/tun, a
+    program) cannot pass with the interop tier silently skipped."""
+    if os.environ.get(REQUIRE_INTEROP) == "1":
+        pytest.fail(f"interop test cannot run, and {REQUIRE_INTEROP}=1 requires it: {why}")
+    pytest.skip(f"interop test: {why}")
+
+
+@functools.cache
+def why_no_interop() -> str | None:
+    """Why namespaces and TAPs are unavailable here, or None.  Asked once per session:
+    the probe creates and deletes a namespace."""
+    return interop_unavailable()
+
+
+def require_interop() -> None:
+    """``skip_or_fail`` unless this machine can run kernel tests."""
+    why = why_no_interop()
+    if why:
+        skip_or_fail(why)
+
+
+# -- building frames ---------------------------------------------------------------------
 
 
 def make_stack(*, seed: int = 1, **config: object) -> Stack:
@@ -158,3 +199,21 @@ def describe(frame: EthernetFrame | bytes) -> str:
     elif h.proto == wip.PROTO_UDP and not h.frag_offset:
         line += f" UDP {int.from_bytes(p[0:2], 'big')}>{int.from_bytes(p[2:4], 'big')}"
     return line + f" len {len(p)}"
+
+
+# -- figures a test reports ----------------------------------------------------------------
+
+#: environment variable naming a file that collects test figures, one JSON object a line
+REPORT_ENV = "SEQS_TEST_REPORT"
+
+
+def record(name: str, **figures: object) -> None:
+    """Append ``{"test": name, **figures}`` as one JSON line to the file ``$SEQS_TEST_REPORT``
+    names, if it is set (flood rates, memory, counters: the figures the issues ask for)."""
+    import json
+    import os
+
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"test": name, **figures}, sort_keys=True, default=str) + "\n")

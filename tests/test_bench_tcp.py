@@ -3,35 +3,27 @@ with tiny sizes and counts, and its JSON has the documented shape.  Speed is
 never asserted: these prove the harness works, not how fast anything is.
 
 The TAP benchmarks are interop tests (root, /dev/net/tun, namespaces) and skip
-without them; ``memory-link`` runs anywhere.
+without them (fail, under ``SEQS_REQUIRE_INTEROP=1``); ``memory-link`` runs anywhere.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import pathlib
 from typing import Any
 
 import pytest
 
+from helpers import require_interop
 from seqs.bench import _benchmarks
 from seqs.bench import main as bench_main
-from seqs.netns import interop_unavailable
 
 TCP_BENCHMARKS = {"bulk", "rr", "connrate", "concurrency", "memory-link"}
 
 
-@functools.cache
-def _unavailable() -> str | None:
-    return interop_unavailable()
-
-
 @pytest.fixture
 def interop() -> None:
-    why = _unavailable()
-    if why:
-        pytest.skip(f"interop test: {why}")
+    require_interop()  # skips, or fails under SEQS_REQUIRE_INTEROP=1 (CI)
 
 
 def _run(tmp_path: pathlib.Path, name: str, *args: str) -> dict[str, Any]:

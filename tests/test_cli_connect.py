@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from helpers import require_interop
 from seqs.cli import main
 from seqs.cli.connect import describe, relay
-from seqs.netns import Namespace, interop_unavailable
+from seqs.netns import Namespace
 from seqs.phy import socketpair_devices
 from seqs.runtime import Host, TCPListener, TCPSocket
 
@@ -248,16 +249,9 @@ print("done", flush=True)
 KERNEL_IP, SEQS_IP = "10.77.0.1", "10.77.0.2"
 
 
-@functools.cache
-def _why_no_interop() -> str | None:
-    return interop_unavailable()
-
-
 @pytest.fixture
 def netns() -> Iterator[Namespace]:
-    why = _why_no_interop()
-    if why:
-        pytest.skip(f"kernel test of seqs connect: {why}")
+    require_interop()  # skips, or fails under SEQS_REQUIRE_INTEROP=1 (CI)
     with Namespace("seqs-connect") as ns:
         ns.add_tap("tap0", f"{KERNEL_IP}/24")
         yield ns

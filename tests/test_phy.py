@@ -107,7 +107,7 @@ def test_fault_config_refuses_impossible_values() -> None:
 def _read_all(dev, now: float) -> list[bytes]:
     got: list[bytes] = []
     for _ in range(100):
-        if dev.read(lambda f: got.append(bytes(f)), now) == 0:
+        if dev.read(lambda f, _now: got.append(bytes(f)), now) == 0:
             break
     return got
 

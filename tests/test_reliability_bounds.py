@@ -5,7 +5,8 @@ then push ten times as much again and check (1) the structure did not grow,
 (2) the refusal was counted under its named drop reason, and (3) the memory
 Python holds (``tracemalloc``) did not grow between the end of the fill and the
 end of the push beyond a small slack.  The bounds are configuration with safe
-defaults: ``TcpTable.max_connections``, ``listen(max_half_open=)`` and
+defaults: ``TcpTable.max_connections``, ``listen(max_half_open=)`` (beyond it
+SYN cookies, or with ``syn_cookies = False`` eviction of the oldest) and
 ``backlog``, ``TcpConfig.sndbuf``/``rcvbuf``/``max_ooo_segments``,
 ``ReassemblyConfig``, ``ArpConfig``, and ``UdpSocket.rcvbuf``.
 """
@@ -95,6 +96,7 @@ def test_connections_per_stack_are_capped_and_excess_syns_refused_with_rst() -> 
 def test_syn_flood_keeps_half_open_at_the_bound_evicting_the_oldest() -> None:
     s = ready_stack()
     lst = s.tcp.listen(7, max_half_open=16)
+    lst.syn_cookies = False  # the fallback: evict (with cookies, see the next test)
     growth = []
     with memory_after_bound() as grown:
         for port in range(1000, 1016):
@@ -115,10 +117,32 @@ def test_syn_flood_keeps_half_open_at_the_bound_evicting_the_oldest() -> None:
     assert max(growth) < 4 << 20, growth
 
 
+def test_syn_flood_beyond_the_half_open_bound_is_answered_with_cookies_holding_nothing_more() -> None:
+    s = ready_stack()
+    lst = s.tcp.listen(7, max_half_open=16)
+    growth = []
+    with memory_after_bound() as grown:
+        for port in range(1000, 1016):
+            syn(s.receive, port)
+        s.take_tx()
+        grown()
+        for port in range(1016, 5016):  # all at one instant: no timer ever runs
+            syn(s.receive, port % 65536)
+            assert len(s.take_tx()) == 1  # a SYN-ACK with a cookie for each
+            if port % 1000 == 0:
+                growth.append(grown())
+    assert lst.half_open == 16 and len(s.tcp) == 16
+    assert s.stats.drops["tcp_syncookie_sent"] == 4000
+    assert "tcp_syn_backlog_evicted" not in s.stats.drops
+    assert len(s.iface.timers) <= 16 + 8  # a cookie arms no timer
+    assert max(growth) < SLACK, growth
+
+
 def test_legitimate_client_completes_its_handshake_during_a_syn_flood() -> None:
     sc = Scenario(0)
     lst = sc.listener
     lst.max_half_open = 8
+    lst.syn_cookies = False  # eviction; with cookies: tests/test_syn_cookies.py
     for port in range(1000, 1100):
         syn(sc.stack.receive, port, sc.host.now, src=wip.aton("10.0.0.77"), dport=80)
     sc.host.step(0.0)

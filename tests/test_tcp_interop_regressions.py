@@ -8,6 +8,12 @@ wrong, pinned here on virtual time with a scripted peer (see ``tcp_script.py``).
    on its own data.  Counting only RFC 5681's duplicate ACKs (no data, window
    unchanged) missed both, so a loss waited for the RTO instead of a fast
    retransmit: 15 of 26 RTOs in a 20 MB transfer with 2 % loss.
+3. (open) An RTO retransmitted a full segment into a window smaller than one
+   (tests/interop/test_api_kernel.py, 20 concurrent echoes).  SND.NXT then lay
+   beyond the window's right edge, so every ACK seqs sent (SEQ=SND.NXT) was
+   out of Linux's receive window and dropped (TcpExtBeyondWindow), Linux never
+   learnt what seqs had received, and both ends backed off until the
+   application timed out.
 """
 
 from __future__ import annotations
@@ -91,3 +97,21 @@ def test_acks_that_only_change_the_window_are_not_duplicates() -> None:
     sent = p.drain()
     assert not any(s.seg.seq == 301 and s.seg.payload for s in sent), d.failure("retransmitted on window updates")
     assert not d.stack.stats.drops.get("tcp_fast_retransmit"), d.stack.stats.drops
+
+
+def test_rto_retransmission_fits_a_window_smaller_than_one_segment() -> None:
+    """RFC 9293 §3.8.6: the send window bounds what may be sent, retransmissions included
+    (RFC 1122 §4.2.2.17 makes a 1-byte probe the only exception, at a zero window)."""
+    d = Dut()
+    p = Peer(d)
+    conn = p.open_passive(window=65535)
+    mss = conn.snd_mss
+    d.send(b"x" * 20 * mss)
+    flight = p.drain()
+    assert len(flight) >= 2, flight
+    # The peer takes the first segment; its buffer nearly full, it offers 1024 bytes more.
+    p.send("ACK", 101, 301 + mss, window=1024)
+    p.drain()
+    again = p.expect("ACK", seq=301 + mss, wait=5.0)  # the RTO's retransmission
+    p.assert_that(len(again.seg.payload) <= 1024,
+                  f"retransmitted {len(again.seg.payload)} bytes into a window of 1024")

@@ -1365,3 +1365,36 @@ def test_rst_outside_the_window_in_syn_received_is_ignored(seq: int) -> None:
     assert lst.half_open == 1
     p.send("ACK", 101, 301)
     assert d.accept(lst).state_name == "ESTABLISHED"
+
+
+def test_exact_rst_in_active_syn_received_refuses_the_connection() -> None:
+    """RFC 9293 §3.10.7.4 (second check, SYN-RECEIVED): "If this connection was initiated
+    with an active OPEN (i.e., came from SYN-SENT state), then the connection was refused;
+    signal the user 'connection refused'" — a simultaneous open (RFC 9293 §3.5 figure 7)
+    reset with the exact sequence number ends with ECONNREFUSED."""
+    d = Dut()
+    p = Peer(d)
+    conn = d.connect(40000, local_port=80)
+    p.expect("SYN", seq=300)
+    p.send("SYN", 100, options=TcpOptions(mss=MSS))
+    p.expect("SYN,ACK", seq=300, ack=101)
+    p.send("RST", 101)
+    p.assert_that(conn.state_name == "CLOSED" and conn.error == errno.ECONNREFUSED,
+                  f"state {conn.state_name}, error {conn.error}: expected CLOSED with ECONNREFUSED")
+    with pytest.raises(ConnectionRefusedError):
+        conn.recv()
+
+
+def test_segments_dropped_in_syn_sent_are_counted() -> None:
+    """STYLE: every drop is counted.  RFC 9293 §3.10.7.3 drops, in SYN-SENT, a RST whose
+    ACK is unacceptable, a RST without ACK, and a segment with neither SYN nor RST."""
+    d = Dut()
+    p = Peer(d)
+    d.connect(40000, local_port=80)
+    p.expect("SYN", seq=300)
+    p.send("RST,ACK", 0, 302)
+    p.send("RST", 0)
+    p.send("ACK", 0, 301)
+    drops = d.stack.stats.drops
+    assert drops.get("tcp_rst_out_of_window") == 1 and drops.get("tcp_rst_without_ack") == 1, drops
+    assert drops.get("tcp_syn_sent_no_syn") == 1, drops

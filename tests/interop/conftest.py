@@ -10,15 +10,14 @@ A test skips when the machine cannot run it: not root, no ``/dev/net/tun``,
 no ``ip``, or a program it calls is missing.  Mark a test with
 ``@pytest.mark.programs("tshark", ...)`` to name the programs it needs.  With
 ``SEQS_REQUIRE_INTEROP=1`` in the environment (CI sets it, see ``.ci/run``)
-such a test fails instead, so a machine that lost a prerequisite cannot pass
-CI with the interop tier silently skipped.
+such a test fails instead (``helpers.skip_or_fail``, shared with the kernel
+tests outside this directory), so a machine that lost a prerequisite cannot
+pass CI with the interop tier silently skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 import pathlib
 import random
 import re
@@ -30,7 +29,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from seqs.netns import Namespace, SeqsProcess, interop_unavailable
+from helpers import require_interop, skip_or_fail
+from seqs.netns import Namespace, SeqsProcess
 
 ECHO_PORT = 7
 _READY = re.compile(r"^ready mac=(?P<mac>[0-9a-f:]{17}) ip=(?P<ip>\S+) device=(?P<device>\S+)$")
@@ -40,27 +40,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "programs(*names): Debian programs the test runs (skips without them)")
 
 
-@functools.cache
-def _unavailable() -> str | None:
-    # interop_unavailable() creates and deletes a probe namespace: ask once per session.
-    return interop_unavailable()
-
-
-def _cannot_run(why: str) -> None:
-    if os.environ.get("SEQS_REQUIRE_INTEROP") == "1":
-        pytest.fail(f"interop test cannot run, and SEQS_REQUIRE_INTEROP=1 requires it: {why}")
-    pytest.skip(f"interop test: {why}")
-
-
 @pytest.fixture(autouse=True)
 def _interop_prerequisites(request: pytest.FixtureRequest) -> None:
-    why = _unavailable()
-    if why:
-        _cannot_run(why)
+    require_interop()
     for marker in request.node.iter_markers("programs"):
         for prog in marker.args:
             if shutil.which(prog) is None:
-                _cannot_run(f"needs the {prog!r} program (see DEBIAN_PACKAGES in test.sh)")
+                skip_or_fail(f"needs the {prog!r} program (see DEBIAN_PACKAGES in test.sh)")
 
 
 @dataclass

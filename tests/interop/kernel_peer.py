@@ -257,6 +257,45 @@ def mode_serve_source(args: argparse.Namespace) -> None:
     out(sent=args.nbytes, seconds=seconds, eof=rest == b"")
 
 
+def mode_serve_echo(args: argparse.Namespace) -> None:
+    """Accept ``--count`` connections, each echoed by a thread of its own (RFC 862) and
+    hashed on the way; at a client's EOF, half-close back.  One JSON line at the end,
+    with every connection's byte count and digest in the order they were accepted."""
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def echo(s: socket.socket, slot: dict[str, Any]) -> None:
+        try:
+            sink = Sink()
+            while data := s.recv(1 << 16):
+                sink.write(data)
+                s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            slot.update(received=sink.count, sha256=sink.digest)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            s.close()
+
+    threads = []
+    with socket.create_server(("", args.port), backlog=max(args.count, 16)) as ls:
+        ls.settimeout(args.timeout)
+        print("listening", flush=True)
+        for _ in range(args.count):
+            s, _addr = ls.accept()
+            s.settimeout(args.timeout)
+            slot: dict[str, Any] = {}
+            results.append(slot)
+            t = threading.Thread(target=echo, args=(s, slot), daemon=True)
+            t.start()
+            threads.append(t)
+    for t in threads:
+        t.join(args.timeout)
+    if errors:
+        raise errors[0]
+    out(connections=results)
+
+
 MODES = {
     "echo": mode_echo,
     "half-close": mode_half_close,
@@ -267,6 +306,7 @@ MODES = {
     "concurrent": mode_concurrent,
     "serve-sink": mode_serve_sink,
     "serve-source": mode_serve_source,
+    "serve-echo": mode_serve_echo,
 }
 
 

@@ -91,7 +91,10 @@ class InterfaceConfig:
             raise ValueError("TTL must be 1..255")
 
 
-_ETH_IP_HDR = struct.Struct("!6s6sHBBHHHBBHII")  # Ethernet + fixed IPv4 header, one unpack
+#: the fast path's one unpack: destination MAC, EtherType; IPv4 version/IHL, total
+#: length, flags/fragment offset, protocol, source, destination
+_FAST_HDR = struct.Struct("!6s6xHBxHxxHxBxxII")
+_IP_WORDS = struct.Struct("!10H")  # the fixed IPv4 header as the words its checksum sums
 _U16 = struct.Struct("!H")
 _LOOPBACK_NET = 0x7F000000
 
@@ -229,9 +232,12 @@ class Interface:
             self.reassembler.expired = []
             for q in quotes:
                 self._icmp_error_for_quote(wicmp.TYPE_TIME_EXCEEDED, wicmp.CODE_REASSEMBLY_TIMEOUT, q, now)
-        for _ in range(4):  # bounded: output and loopback can feed each other
-            if not (self._outputs or self._loopback):
-                break
+        # Readiness first, so what the application writes in answer leaves in this same
+        # poll and carries the ACK (and a window it updated by reading); then output;
+        # then loopback.  Bounded: the three can feed each other.
+        for _ in range(4):
+            if self.ready:
+                self.run_ready()
             if self._outputs:
                 owners = self._outputs
                 self._outputs = []
@@ -243,7 +249,8 @@ class Interface:
                 self._loopback = []
                 for p in packets:
                     self._receive_ipv4(memoryview(p), now, True, True)
-        self.run_ready()
+            if not (self.ready or self._outputs or self._loopback):
+                break
 
     def run_ready(self) -> None:
         while self.ready:
@@ -260,15 +267,55 @@ class Interface:
             self.now = now
         st = self.stats
         st.rx_frames += 1
-        st.rx_bytes += len(frame)
+        n = len(frame)
+        st.rx_bytes += n
+        o = self._hdr_off
+        # The fast path, which nearly all of a busy host's traffic takes: unicast IPv4
+        # to our MAC and address, no IP options, not a fragment, a total length that
+        # fits the frame, a valid source and a good header checksum.  One unpack
+        # replaces the general path's per-layer views and slices (measured with
+        # bench/rx.py: about a third of the per-segment cost of a bulk receiver).
+        # Anything else, or anything this path is unsure of, takes the general path,
+        # which parses again and counts the exact drop reason.
+        if n >= o + 34:
+            dmac, etype, vihl, total, ff, proto, src, dst = _FAST_HDR.unpack_from(frame, o)
+            if (
+                etype == 0x0800
+                and vihl == 0x45
+                and dst == self.address
+                and dst
+                and dmac == self.mac
+                and not ff & 0x3FFF
+                and 20 <= total <= n - o - 14
+                and src != self.directed_broadcast
+                and (src >> 24) != 127
+                and (src >> 28) < 14  # RFC 1122 §3.2.1.3: no multicast or broadcast source
+                and sum(_IP_WORDS.unpack_from(frame, o + 14)) % 0xFFFF == 0
+            ):
+                st.ipv4_rx += 1
+                # NEEDS_CSUM frames come from the local kernel with only the pseudo-header
+                # sum filled in; DATA_VALID ones were already checked.  Trust both.
+                trusted = o != 0 and frame[0] & (virtio.F_NEEDS_CSUM | virtio.F_DATA_VALID) != 0
+                end = o + 14 + total
+                handler = self._protocols.get(proto)
+                if handler is not None:
+                    if not handler(src, dst, memoryview(frame)[o + 34 : end], now, trusted):
+                        self._refused(proto, dst, memoryview(frame)[o + 14 : end], now)
+                    return
+                packet = memoryview(frame)[o + 14 : end]
+                self._deliver(proto, src, dst, packet[20:], now, trusted, packet)
+                return
+        self._receive_frame(frame, now)
+
+    def _receive_frame(self, frame: BytesLike, now: float) -> None:
+        """The general path of :meth:`receive` (the frame is counted already)."""
+        st = self.stats
         mv = memoryview(frame)
         trusted = False
         if self._hdr_off:
             if len(mv) < virtio.HEADER_LEN:
                 st.drop("vnet_truncated")
                 return
-            # NEEDS_CSUM frames come from the local kernel with only the pseudo-header
-            # sum filled in; DATA_VALID ones were already checked.  Trust both.
             trusted = bool(mv[0] & (virtio.F_NEEDS_CSUM | virtio.F_DATA_VALID))
             mv = mv[virtio.HEADER_LEN :]
         n = len(mv)
@@ -410,14 +457,24 @@ class Interface:
         handler = self._protocols.get(proto)
         if handler is not None and handler(src, dst, payload, now, trusted):
             return
-        if handler is None:
+        self._refused(proto, dst, packet, now, payload)
+
+    def _refused(
+        self, proto: int, dst: int, packet: memoryview | bytes, now: float, payload: memoryview | None = None
+    ) -> None:
+        """No protocol or no socket took the datagram: ICMP protocol or port
+        unreachable if it was addressed to us (RFC 1122 §3.2.2.1).  ``packet`` is
+        the IP packet (or, reassembled, its first header) and ``payload`` its
+        payload when that is not ``packet``'s own."""
+        if proto in self._protocols:
+            code = self._unreachable[proto]
+        else:
             self.stats.drop("ipv4_unknown_protocol")
             code = wicmp.CODE_PROTO_UNREACHABLE
-        else:
-            code = self._unreachable[proto]
         if dst == self.address:
             hl = (packet[0] & 0x0F) * 4
-            quote = bytes(packet[:hl]) + bytes(payload[:8])
+            head = payload[:8] if payload is not None else packet[hl : hl + 8]
+            quote = bytes(packet[:hl]) + bytes(head)
             self._icmp_error_for_quote(wicmp.TYPE_DEST_UNREACHABLE, code, quote, now)
 
     def _receive_icmp(self, src: int, dst: int, mv: memoryview, now: float, packet: memoryview | bytes) -> None:

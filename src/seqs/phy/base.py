@@ -1,7 +1,7 @@
 """The device contract between drivers (runtimes) and links.
 
 A device moves whole Ethernet frames.  ``read`` hands each received frame to
-a callback as a memoryview that is only valid during the call (the device
+a callback (with the time it was given) as a memoryview that is only valid during the call (the device
 reuses its buffer; the stack copies what it keeps), which saves one copy per
 frame.  ``send`` takes one complete frame.  Devices that hold frames back
 (the fault injector's delay) report when they next need ``poll``.
@@ -15,7 +15,9 @@ from .._typing import BytesLike
 
 __all__ = ["Device", "FrameHandler"]
 
-FrameHandler = Callable[[memoryview], None]
+#: ``handler(frame, now)``: the signature of :meth:`seqs.iface.Interface.receive`, so a
+#: driver hands frames straight to the stack
+FrameHandler = Callable[[memoryview, float], None]
 
 
 class Device:

@@ -119,14 +119,14 @@ class FaultyDevice(Device):
     def read(self, handler: FrameHandler, now: float, limit: int = 64) -> int:
         held = self._rx_held
 
-        def take(frame: memoryview) -> None:
+        def take(frame: memoryview, _at: float) -> None:
             for t, data in self.rx_faults.process(frame, now, self._skip):
                 heapq.heappush(held, (t, next(self._counter), data))
 
         n = self.inner.read(take, now, limit)
         count = 0
         while held and held[0][0] <= now:
-            handler(memoryview(heapq.heappop(held)[2]))
+            handler(memoryview(heapq.heappop(held)[2]), now)
             count += 1
         return max(n, count)
 

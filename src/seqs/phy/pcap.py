@@ -90,9 +90,9 @@ class PcapDevice(Device):
         write = self.writer.write
         ts = now + self._offset
 
-        def record(frame: memoryview) -> None:
+        def record(frame: memoryview, at: float) -> None:
             write(frame, ts)
-            handler(frame)
+            handler(frame, at)
 
         return self.inner.read(record, now, limit)
 

@@ -43,7 +43,7 @@ class SocketPairDevice(Device):
                 break
             if n == 0:
                 break
-            handler(self._view[:n])
+            handler(self._view[:n], now)
             count += 1
         return count
 

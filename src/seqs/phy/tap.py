@@ -121,7 +121,7 @@ class TapDevice(Device):
                 break
             if not n:
                 break
-            handler(view[:n])
+            handler(view[:n], now)
             count += 1
         return count
 

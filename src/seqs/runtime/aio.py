@@ -29,7 +29,9 @@ __all__ = ["AsyncHost", "AsyncRunner", "DatagramTransport"]
 
 T = TypeVar("T")
 
-_BATCH = 64
+#: frames taken in before what they caused is sent, and batches per wakeup (as in poller.Runner)
+_BATCH = 16
+_BATCHES = 32
 
 
 class AsyncRunner:
@@ -68,23 +70,27 @@ class AsyncRunner:
 
     # -- turns -------------------------------------------------------------------------
 
-    def _handle(self, frame: memoryview) -> None:
-        self.stack.iface.receive(frame, self._now)
-
     def _on_readable(self) -> None:
-        self._now = self.loop.time()
-        for _ in range(8):
-            if self.device.read(self._handle, self._now, _BATCH) < _BATCH:
+        now = self.loop.time()
+        read = self.device.read
+        receive = self.stack.iface.receive
+        for _ in range(_BATCHES):
+            n = read(receive, now, _BATCH)
+            if n:
+                self.stack.iface.poll(now)
+                tx = self.stack.iface.take_tx()
+                send = self.device.send
+                for frame in tx:
+                    send(frame, now)
+            if n < _BATCH:
                 break
-        self.stack.iface.run_ready()
         self._service()
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._now = self.loop.time()
         # A wrapper device may hold frames back until now.
-        self.device.read(self._handle, self._now, _BATCH)
+        self.device.read(self.stack.iface.receive, self.loop.time(), _BATCH)
         self._service()
 
     def _service(self) -> None:

@@ -87,17 +87,21 @@ class TcpEchoService(_Service):
 
 
 class DiscardService(_Service):
+    def __init__(self, stack: Stack, port: int, backlog: int = 512) -> None:
+        super().__init__(stack, port, backlog)
+        self._sink = bytearray(1 << 18)  # read into, thrown away: no bytes object per read
+
     def _step(self, conn: TcpConnection) -> None:
         if conn.closed:
             self._done(conn)
             return
         try:
-            while (data := conn.recv()) is not None:
-                if data == b"":
+            while (n := conn.recv_into(self._sink)) is not None:
+                if n == 0:
                     conn.close()
                     self._done(conn)
                     return
-                self.bytes_in += len(data)
+                self.bytes_in += n
         except OSError:
             conn.abort()
             self._done(conn)

@@ -12,6 +12,23 @@ port only if every one of them was created with ``reuse_port=True``; they form
 a pool and each new connection goes to one of them chosen by a hash of the
 remote address and port (so a given client keeps landing on the same one),
 the rule of Linux's SO_REUSEPORT.
+
+**SYN floods and SYN cookies** (RFC 4987 §3.6).  A listener holds at most
+``max_half_open`` connections in SYN-RECEIVED.  When that table is full, a new
+SYN is answered with a SYN cookie (``TcpListener.syn_cookies``, on by default):
+a SYN-ACK whose ISN encodes a keyed MAC of the 4-tuple, the client's ISN, a
+64-second time slot and the MSS, and nothing is kept (the codec and its layout
+are in :mod:`seqs.tcp.syncookie`).  An ACK that matches no connection at a
+listening port, while cookies were sent in the last two slots, is checked as
+one: if ACK-1 is a valid cookie the connection is created there and then, the
+ACK completes its handshake (with the data it carries) and the connection joins
+the accept queue, backlog permitting.  Cookies kick in only when the table is
+full, as Linux's ``tcp_syncookies=1``: a normal handshake keeps its SYN-ACK
+retransmissions and every option, while a cookie connection gets window scaling
+and SACK only if the client sent timestamps (they ride in our TSval's low bits)
+and an MSS rounded down to one of eight values.  With ``syn_cookies = False``
+the oldest half-open connection is evicted instead.  Counters:
+``tcp_syncookie_sent``, ``tcp_syncookie_valid``, ``tcp_syncookie_invalid``.
 """
 
 from __future__ import annotations
@@ -20,17 +37,17 @@ import errno
 import hashlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 
 from ..iface import Interface
-from ..tcp.connection import TcpConfig, TcpConnection
+from ..tcp.connection import SYN_RECEIVED, TcpConfig, TcpConnection, window_shift
 from ..tcp.isn import IsnGenerator
 from ..tcp.seq import unwrap
+from ..tcp.syncookie import SynCookies, decode_ts_options, encode_ts_options
 from ..tcp.trace import Tracer, describe, describe_bytes
 from ..wire import icmp as wicmp
 from ..wire import ipv4 as wip
 from ..wire import tcp as wtcp
-from ..wire.checksum import checksum, pseudo_header_sum
+from ..wire.checksum import checksum, pseudo_header_sum, valid
 from .base import Notifier, pick_ephemeral_port
 
 __all__ = ["TcpListener", "TcpTable"]
@@ -47,6 +64,8 @@ class TcpListener(Notifier):
 
     __slots__ = (
         "_accept",
+        "_cookies",
+        "_cookies_until",
         "_half_open",
         "address",
         "backlog",
@@ -56,6 +75,7 @@ class TcpListener(Notifier):
         "max_half_open",
         "port",
         "reuse_port",
+        "syn_cookies",
         "table",
     )
 
@@ -74,6 +94,12 @@ class TcpListener(Notifier):
         self.on_event: Callable[[], None] | None = None
         self._event_queued = False
         self.closed = False
+        #: answer SYNs with SYN cookies when the half-open table is full (else evict the oldest)
+        self.syn_cookies = True
+        #: the codec, made (or shared with the stack's other listeners) on first use
+        self._cookies: SynCookies | None = None
+        #: ACKs are checked as cookies only until then: after a cookie was sent, its lifetime
+        self._cookies_until = -1.0
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -125,6 +151,9 @@ class TcpListener(Notifier):
             st.drop("tcp_listen_overflow")  # like Linux: drop the SYN, the client retries
             return
         if len(self._half_open) >= self.max_half_open:
+            if self.syn_cookies:
+                self._send_cookie(src, sport, dst, seq, o, now)
+                return
             # Evict the oldest half-open connection (a SYN flood's, most likely).
             oldest = next(iter(self._half_open.values()))
             st.drop("tcp_syn_backlog_evicted")
@@ -137,7 +166,7 @@ class TcpListener(Notifier):
             table.send_rst(dst, self.port, src, sport, 0, seq + 1, RST | ACK, now)
             return
         iss = table._isn.isn(dst, self.port, src, sport, now)
-        conn = TcpConnection(table, dst, self.port, src, sport, replace(self.config), iss, now)
+        conn = TcpConnection(table, dst, self.port, src, sport, self.config.copy(), iss, now)
         conn._accept_parent = self
         conn.on_established = self._established
         table._conns[conn.key] = conn
@@ -152,6 +181,103 @@ class TcpListener(Notifier):
 
     def _forget(self, conn: TcpConnection) -> None:
         self._half_open.pop(conn.key, None)
+
+    # -- SYN cookies (RFC 4987 §3.6; see the module docstring) ---------------------------
+
+    def _codec(self) -> SynCookies:
+        codec = self._cookies
+        if codec is None:
+            # One secret for all the stack's listeners, so that a reuse_port pool whose
+            # membership changes between a SYN-ACK and its ACK still knows the cookie.
+            for group in self.table._listeners.values():
+                for other in group:
+                    codec = codec or other._cookies
+            self._cookies = codec = codec or SynCookies(self.table.rng.getrandbits(128).to_bytes(16, "big"))
+        return codec
+
+    def _send_cookie(self, src: int, sport: int, dst: int, seq: int, o: wtcp.TcpOptions, now: float) -> None:
+        """Answer a SYN with a SYN-ACK whose ISN is a cookie, and keep nothing."""
+        codec = self._codec()
+        c = self.config
+        port = self.port
+        iss = codec.make(dst, port, src, sport, seq, o.mss if o.mss else 536, now)  # RFC 9293 §3.7.1
+        wscale = None
+        sackp = False
+        ts = None
+        if c.timestamps and o.timestamp is not None:
+            # RFC 7323 §3.2 and RFC 2018 §2: answer only with options the SYN offered; the
+            # peer's shift and SACK-permitted ride in our TSval, which its ACK echoes.
+            peer_ws = o.wscale if c.window_scaling else None
+            sackp = c.sack and o.sack_permitted
+            ts_now = (int(now * 1000) + codec.ts_offset(dst, port, src, sport)) & 0xFFFFFFFF
+            ts = (encode_ts_options(ts_now, peer_ws, sackp), o.timestamp[0])
+            wscale = window_shift(c.rcvbuf) if peer_ws is not None else None
+        opts = wtcp.build_options(mss=c.mss or (self.iface.mtu - 40), wscale=wscale, sack_permitted=sackp,
+                                  timestamp=ts)
+        st = self.iface.stats
+        st.drop("tcp_syncookie_sent")
+        self._cookies_until = now + codec.lifetime
+        # RFC 7323 §2.2: the window field of a SYN is not scaled
+        self.table.send_bare(dst, port, src, sport, iss, seq + 1, SYN | ACK, now, window=min(c.rcvbuf, 65535),
+                             options=opts, ttl=c.ttl, tos=c.tos, note="SYN cookie")
+
+    def _on_ack(self, src: int, sport: int, dst: int, seq: int, ack: int, flags: int, wnd: int,
+                seg: memoryview, hl: int, now: float) -> bool:
+        """An ACK (without SYN or RST) for no connection: if ACK-1 is a valid cookie, make the
+        connection and let the ACK (``seg``, header length ``hl``) complete its handshake.
+        False: not a cookie, the caller answers RST (RFC 9293 §3.10.7.2)."""
+        if now > self._cookies_until or self._cookies is None:
+            return False  # no cookie sent lately: not one (and no MAC to compute under an ACK flood)
+        st = self.iface.stats
+        codec = self._cookies
+        port = self.port
+        irs = (seq - 1) & 0xFFFFFFFF
+        iss = (ack - 1) & 0xFFFFFFFF
+        mss = codec.check(dst, port, src, sport, irs, iss, now)
+        if mss is None:
+            st.drop("tcp_syncookie_invalid")
+            return False
+        try:
+            o = wtcp.parse_options(seg[20:hl])
+        except Exception:
+            st.drop("tcp_bad_option")
+            return True
+        c = self.config
+        wscale = None
+        sackp = False
+        ts = None
+        ts_offset = codec.ts_offset(dst, port, src, sport)
+        if c.timestamps and o.timestamp is not None:
+            ts_now = (int(now * 1000) + ts_offset) & 0xFFFFFFFF
+            decoded = decode_ts_options(o.timestamp[1], ts_now, codec.lifetime)
+            if decoded is None:
+                st.drop("tcp_syncookie_invalid")  # a TSecr we cannot have sent
+                return False
+            wscale, sackp = decoded
+            ts = (o.timestamp[0], 0)
+        st.drop("tcp_syncookie_valid")
+        if len(self._accept) >= self.backlog:
+            st.drop("tcp_listen_overflow")  # like Linux: drop; the client's next segment may find room
+            return True
+        table = self.table
+        if len(table._conns) >= table.max_connections:
+            st.drop("tcp_too_many_connections")
+            return False
+        conn = TcpConnection(table, dst, port, src, sport, c.copy(), iss, now)
+        conn._accept_parent = self
+        conn.on_established = self._established
+        table._conns[conn.key] = conn
+        conn.open_from_cookie(irs, wtcp.TcpOptions(mss=mss, wscale=wscale, sack_permitted=sackp, timestamp=ts),
+                              ts_offset, now)
+        if table.tracer is not None:
+            table.tracer(f"{table.ends(conn)} LISTEN <-- {describe(seq, ack, flags, wnd, len(seg) - hl)} "
+                         "(SYN cookie valid)")
+        conn.segment_arrives(seq, ack, flags, wnd, seg, hl, now)
+        if conn.state == SYN_RECEIVED:
+            conn.abort()  # the ACK did not complete the handshake after all: hold no state for it
+        elif table.tracer is not None:
+            table.tracer(f"{table.ends(conn)} LISTEN -> {conn.state_name}")
+        return True
 
 
 
@@ -206,7 +332,7 @@ class TcpTable:
         now = iface.now
         iss = self._isn.isn(local, lport, remote, port, now)
         # each connection owns a copy: changing one (setsockopt) must not change the others
-        conn = TcpConnection(self, local, lport, remote, port, replace(config or self.config), iss, now)
+        conn = TcpConnection(self, local, lport, remote, port, (config or self.config).copy(), iss, now)
         self._conns[conn.key] = conn
         conn.open_active(now)
         return conn
@@ -273,17 +399,29 @@ class TcpTable:
 
     def send_rst(self, local: int, lport: int, remote: int, rport: int, seq: int, ack: int, flags: int,
                  now: float) -> None:
-        seg = bytearray(_HDR.pack(lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 0, 0, 0))
-        c = checksum(seg, pseudo_header_sum(local, remote, wip.PROTO_TCP, 20))
+        if self.send_bare(local, lport, remote, rport, seq, ack, flags, now):
+            self.iface.stats.drop("tcp_rst_sent")
+
+    def send_bare(self, local: int, lport: int, remote: int, rport: int, seq: int, ack: int, flags: int,
+                  now: float, *, window: int = 0, options: bytes = b"", ttl: int | None = None, tos: int = 0,
+                  note: str = "") -> bool:
+        """Send a segment that belongs to no connection (a RST, a SYN cookie's SYN-ACK);
+        False if there is no route."""
+        hl = 20 + len(options)
+        seg = bytearray(_HDR.pack(lport, rport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, hl << 2, flags, window, 0, 0))
+        seg += options
+        c = checksum(seg, pseudo_header_sum(local, remote, wip.PROTO_TCP, hl))
         seg[16] = c >> 8
         seg[17] = c & 0xFF
+        if self.tracer is not None and note:
+            self.tracer(f"{wip.ntoa(local)}:{lport} LISTEN --> {describe_bytes(seg)} ({note})")
         try:
-            self.iface.send_ipv4(remote, wip.PROTO_TCP, seg, now, src=local, df=True)
+            self.iface.send_ipv4(remote, wip.PROTO_TCP, seg, now, src=local, ttl=ttl, tos=tos, df=True)
         except OSError:
             self.iface.stats.drop("tcp_no_route")
-            return
+            return False
         self.iface.stats.tcp_tx += 1
-        self.iface.stats.drop("tcp_rst_sent")
+        return True
 
     def send_rst_for(self, conn: TcpConnection, ack: int, now: float) -> None:
         self.send_rst(conn.local, conn.lport, conn.remote, conn.rport, ack, 0, RST, now)
@@ -297,29 +435,32 @@ class TcpTable:
             st.drop("tcp_truncated")
             return True
         sport, dport, seq, ack, off, flags, wnd, _ck, _urg = _HDR.unpack_from(seg, 0)
-        hl = (off >> 4) << 2
+        hl = (off >> 2) & 0x3C
         if hl < 20 or hl > n:
             st.drop("tcp_bad_data_offset")
             return True
-        if not trusted and checksum(seg, pseudo_header_sum(src, dst, wip.PROTO_TCP, n)) != 0:
+        # RFC 9293 §3.1: the checksum covers the pseudo-header (written out here: it
+        # runs for every segment) and the whole segment
+        if not trusted and not valid(
+            seg, (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + wip.PROTO_TCP + n
+        ):
             st.drop("tcp_bad_checksum")
             return True
-        iface = self.iface
-        if dst != iface.address and (dst >> 24) != 127:
+        if dst != self.iface.address and (dst >> 24) != 127:
             st.drop("tcp_not_unicast")  # RFC 1122 §4.2.3.10: no TCP to broadcast/multicast
             return True
-        if sport == 0 or dport == 0:
+        if not (sport and dport):
             st.drop("tcp_port_zero")
             return True
         st.tcp_rx += 1
         conn = self._conns.get((src, sport, dst, dport))
         if conn is not None:
             if self.tracer is None:
-                conn.segment_arrives(seq, ack, flags, wnd, seg[20:hl], seg[hl:], now)
+                conn.segment_arrives(seq, ack, flags, wnd, seg, hl, now)
             else:
                 before = conn.state_name
                 self.tracer(f"{self.ends(conn)} {before} <-- {describe(seq, ack, flags, wnd, n - hl)}")
-                conn.segment_arrives(seq, ack, flags, wnd, seg[20:hl], seg[hl:], now)
+                conn.segment_arrives(seq, ack, flags, wnd, seg, hl, now)
                 if conn.state_name != before:
                     self.tracer(f"{self.ends(conn)} {before} -> {conn.state_name}")
             return True
@@ -330,7 +471,10 @@ class TcpTable:
         if lst is not None:
             # RFC 9293 §3.10.7.2 (LISTEN)
             if flags & ACK:
-                self.send_rst(dst, dport, src, sport, ack, 0, RST, now)
+                # RFC 4987 §3.6: unless it completes a handshake we answered with a SYN cookie
+                if not (lst.syn_cookies and not flags & SYN
+                        and lst._on_ack(src, sport, dst, seq, ack, flags, wnd, seg, hl, now)):
+                    self.send_rst(dst, dport, src, sport, ack, 0, RST, now)
             elif flags & SYN:
                 if self.tracer is not None:
                     self.tracer(f"{wip.ntoa(dst)}:{dport} LISTEN <-- {describe(seq, ack, flags, wnd, n - hl)}")

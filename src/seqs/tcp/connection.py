@@ -21,6 +21,7 @@ building IP packets and everything below is the interface's.
 
 from __future__ import annotations
 
+import copy
 import errno
 import struct
 from collections.abc import Callable
@@ -58,6 +59,7 @@ __all__ = [
     "TIME_WAIT",
     "TcpConfig",
     "TcpConnection",
+    "window_shift",
 ]
 
 # RFC 9293 §3.3.2.  Plain ints: compared on every segment.
@@ -78,6 +80,10 @@ STATE_NAMES = (
 )
 #: states in which we may send data (our side is not closed yet)
 _CAN_SEND = frozenset({ESTABLISHED, CLOSE_WAIT})
+#: states in which queued data (or our FIN) may still go out
+_SENDS_DATA = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, LAST_ACK, CLOSING})
+#: states in which a flush sends nothing at all
+_NO_OUTPUT = frozenset({CLOSED, LISTEN, SYN_SENT, TIME_WAIT})
 #: states that accept segment text (RFC 9293 §3.10.7.4, seventh step)
 _TAKES_TEXT = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 _SYNCHRONIZED = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT})
@@ -87,7 +93,17 @@ _HDR = wtcp.HDR
 _TS_OPT = struct.Struct("!BBBBII")  # NOP NOP TS 10 tsval tsecr
 _SACK_BLOCK = struct.Struct("!II")
 _TS_HEAD = b"\x01\x01\x08\x0a"
-_IP_VAR = struct.Struct("!HH")  # IPv4 total length, identification
+_TS_WORDS = struct.Struct("!III")  # the same 12 bytes as three words
+_TS_KINDS = 0x0101080A  # NOP NOP TS 10
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+#: Ethernet header + IPv4 version/IHL and TOS (16 bytes, per connection), then the
+#: rest of the IPv4 header: total length, identification, DF/TTL/protocol, checksum, addresses
+_IP_HEAD = struct.Struct("!16sHH4sH8s")
+#: the same followed by a TCP header without options, and with the timestamp option
+_FRAME = struct.Struct("!16sHH4sH8sHHIIBBHHH")
+_FRAME_TS = struct.Struct("!16sHH4sH8sHHIIBBHHHIII")
+_TS_KINDS_SUM = 0x0101 + 0x080A  # the option's kind/length words, as the checksum sums them
 _U16 = struct.Struct("!H")
 #: virtio-net header of a checksum-offloaded, unsegmented TCP frame: the checksum
 #: starts after Ethernet+IPv4 (14+20) and sits 16 bytes into the TCP header
@@ -134,6 +150,11 @@ class TcpConfig:
     ttl: int | None = None
     tos: int = 0
 
+    def copy(self) -> TcpConfig:
+        """An independent copy (each connection owns one): ``copy.copy``, not
+        ``dataclasses.replace``, which re-validates and costs twice as much per SYN."""
+        return copy.copy(self)
+
     def __post_init__(self) -> None:
         if self.rcvbuf < 1024 or self.sndbuf < 1024:
             raise ValueError("buffers must be at least 1024 bytes")
@@ -143,6 +164,15 @@ class TcpConfig:
             raise ValueError(f"unknown congestion control {self.congestion!r}; have {sorted(ALGORITHMS)}")
         if self.mss is not None and not 88 <= self.mss <= 65495:
             raise ValueError("MSS out of range")
+
+
+def window_shift(rcvbuf: int) -> int:
+    """The window scale we offer (RFC 7323 §2.3): the least shift that lets the
+    16-bit window field show the whole receive buffer, at most 14."""
+    shift = 0
+    while (65535 << shift) < rcvbuf and shift < 14:
+        shift += 1
+    return shift
 
 
 class _Options:
@@ -166,7 +196,6 @@ class TcpConnection(Notifier):
         "_closed_by_user",
         "_delack_at",
         "_fin_seq",
-        "_ip_head",
         "_ip_id",
         "_ip_mid",
         "_ip_sum",
@@ -184,6 +213,8 @@ class TcpConnection(Notifier):
         "_persist_at",
         "_persist_probes",
         "_persist_unanswered",
+        "_ph_sum",
+        "_ports",
         "_rbuf",
         "_rbuf_start",
         "_rexmits",
@@ -327,10 +358,11 @@ class TcpConnection(Notifier):
         self.timer_armed: float | None = None
         self._l2: bytes | None = None
         self._l2_until = 0.0
-        self._ip_head = b""
         self._ip_mid = b""
         self._ip_tail = b""
         self._ip_sum = 0
+        self._ph_sum = 0
+        self._ports = 0
         self._ip_id = table.rng.getrandbits(16)
         self._tx_segments = 0
         self._rx_segments = 0
@@ -379,7 +411,8 @@ class TcpConnection(Notifier):
 
     @property
     def send_space(self) -> int:
-        return max(0, self.config.sndbuf - self.buffered)
+        free = self.config.sndbuf - (len(self._sbuf) - self._sbuf_start)
+        return free if free > 0 else 0
 
     @property
     def readable(self) -> bool:
@@ -411,11 +444,15 @@ class TcpConnection(Notifier):
             raise oserror(errno.EPIPE)
         if self.state not in _CAN_SEND and self.state not in (SYN_SENT, SYN_RECEIVED):
             raise oserror(errno.ENOTCONN if self.state in (CLOSED, LISTEN) else errno.EPIPE)
-        n = min(len(data), self.send_space)
+        size = len(data)
+        n = self.config.sndbuf - (len(self._sbuf) - self._sbuf_start)  # send_space
+        if n > size:
+            n = size
         if n <= 0:
             return 0
-        self._compact_sbuf()
-        if n == len(data):
+        if self._sbuf_start > 65536:
+            self._compact_sbuf()
+        if n == size:
             self._sbuf += data
         else:
             self._sbuf += memoryview(data)[:n]
@@ -428,19 +465,26 @@ class TcpConnection(Notifier):
 
         Buffered data is always delivered before an error is raised.
         """
-        avail = self.unread
-        if avail:
-            n = min(avail, max_bytes)
-            start = self._rbuf_start
-            data = bytes(self._rbuf[start : start + n])
-            self._rbuf_start = start + n
-            if self._rbuf_start == len(self._rbuf):
-                self._rbuf.clear()
-                self._rbuf_start = 0
-            elif self._rbuf_start > 65536 and self._rbuf_start * 2 > len(self._rbuf):
-                del self._rbuf[: self._rbuf_start]
-                self._rbuf_start = 0
-            self._window_update_check()
+        rbuf = self._rbuf
+        start = self._rbuf_start
+        avail = len(rbuf) - start
+        if avail > 0:
+            if start == 0 and avail <= max_bytes:
+                data = bytes(rbuf)  # everything, in the one copy the caller needs
+                rbuf.clear()
+            else:
+                n = avail if avail <= max_bytes else max_bytes
+                data = bytes(memoryview(rbuf)[start : start + n])  # the view is gone before the resize
+                start += n
+                if start == len(rbuf):
+                    rbuf.clear()
+                    start = 0
+                elif start > 65536 and start * 2 > len(rbuf):
+                    del rbuf[:start]
+                    start = 0
+                self._rbuf_start = start
+            if self.state in _TAKES_TEXT:
+                self._window_update_check()
             return data
         if self.error is not None:
             raise oserror(self.error)
@@ -449,13 +493,34 @@ class TcpConnection(Notifier):
         return None
 
     def recv_into(self, buf: bytearray | memoryview, nbytes: int = 0) -> int | None:
-        mv = memoryview(buf)
-        want = nbytes or len(mv)
-        data = self.recv(want)
-        if data is None:
-            return None
-        mv[: len(data)] = data
-        return len(data)
+        """Like :meth:`recv`, into ``buf`` (at most ``nbytes`` if given): the count
+        (0 at end of stream), or None if nothing has arrived.  One copy, from the
+        receive buffer straight into ``buf``."""
+        rbuf = self._rbuf
+        start = self._rbuf_start
+        avail = len(rbuf) - start
+        if avail > 0:
+            with memoryview(buf) as mv:
+                want = mv.nbytes if not nbytes or nbytes > mv.nbytes else nbytes
+                n = avail if avail <= want else want
+                with memoryview(rbuf) as src:
+                    mv[:n] = src[start : start + n]
+            start += n
+            if start == len(rbuf):
+                rbuf.clear()
+                start = 0
+            elif start > 65536 and start * 2 > len(rbuf):
+                del rbuf[:start]
+                start = 0
+            self._rbuf_start = start
+            if self.state in _TAKES_TEXT:
+                self._window_update_check()
+            return n
+        if self.error is not None:
+            raise oserror(self.error)
+        if self.peer_eof or self.state == CLOSED:
+            return 0
+        return None
 
     def shutdown_write(self) -> None:
         """Send FIN after the queued data; keep receiving (half-close, RFC 9293 §3.6)."""
@@ -512,6 +577,21 @@ class TcpConnection(Notifier):
         self._send_syn(now)
         self._arm_rto(now)
 
+    def open_from_cookie(self, irs: int, opts: wtcp.TcpOptions, ts_offset: int, now: float) -> None:
+        """An ACK at a listener carried a valid SYN cookie (RFC 4987 §3.6): rebuild the
+        SYN-RECEIVED state the cookie stood for, as :meth:`open_passive` leaves it once
+        its SYN-ACK is sent — ``opts`` decoded from the cookie, ``ts_offset`` the TS clock
+        the SYN-ACK used — sending nothing and arming no timer.  The listener then passes
+        the ACK to :meth:`segment_arrives`, which completes the handshake (§3.10.7.4)."""
+        self._passive = True
+        self._ts_offset = ts_offset
+        self.irs = irs
+        self.rcv_nxt = irs + 1
+        self._negotiate(_Options(opts), now)
+        self.state = SYN_RECEIVED
+        self.snd_nxt = self.snd_max = self.iss + 1
+        self.rcv_adv = self.rcv_nxt + min(self.config.rcvbuf, 65535)  # the SYN-ACK's window
+
     def _negotiate(self, o: _Options, now: float) -> None:
         c = self.config
         our_mss = c.mss or (self.iface.mtu - 40)
@@ -532,10 +612,7 @@ class TcpConnection(Notifier):
         self.cc = ALGORITHMS[c.congestion](self.snd_mss)
 
     def _our_wscale(self) -> int:
-        shift = 0
-        while (65535 << shift) < self.config.rcvbuf and shift < 14:
-            shift += 1
-        return shift
+        return window_shift(self.config.rcvbuf)
 
     def _send_syn(self, now: float) -> None:
         c = self.config
@@ -564,20 +641,89 @@ class TcpConnection(Notifier):
     # ================================================================== input
 
     def segment_arrives(
-        self, seq32: int, ack32: int, flags: int, wnd: int, opts: memoryview, payload: memoryview, now: float
+        self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, hl: int, now: float
     ) -> None:
-        """RFC 9293 §3.10.7: process one segment addressed to this connection."""
+        """RFC 9293 §3.10.7: process one segment addressed to this connection.
+        ``seg`` is the whole TCP segment (checksum verified), ``hl`` its header length."""
         self._rx_segments += 1
         st = self.state
+        if (
+            st == ESTABLISHED
+            and flags & 0x17 == ACK
+            and seq32 == self.rcv_nxt & _MASK
+            and not self.in_recovery
+            and not self._sacked
+            and (wnd << self.snd_wscale) == self.snd_wnd
+        ):
+            # Header prediction (Jacobson; RFC 1323 appendix A): in ESTABLISHED, the
+            # next in-order segment with nothing unusual — no SYN/FIN/RST/URG, only the
+            # timestamp option, window unchanged, no recovery under way — is a pure ACK
+            # for new data or in-order data (which may acknowledge new data too, as the
+            # requests and responses of a conversation do).  Both take this short path;
+            # anything else gets the full RFC 9293 §3.10.7.4 treatment below.  The
+            # outcome is the same as the full path's; only checks known to pass are skipped.
+            if self.ts_ok:
+                if hl == 32:
+                    kinds, tsval, tsecr = _TS_WORDS.unpack_from(seg, 20)
+                    # PAWS (RFC 7323 §5.3): an older TSval is the full path's business
+                    predicted = kinds == _TS_KINDS and not 0 < ((self.ts_recent - tsval) & _MASK) < _HALF
+                else:
+                    predicted = False
+            else:
+                tsval = tsecr = 0
+                predicted = hl == 20
+            if predicted:
+                una = self.snd_una
+                ack = una + ((ack32 - una + _HALF) & _MASK) - _HALF  # seq.unwrap, inlined
+                plen = len(seg) - hl
+                if plen == 0:
+                    if una < ack <= self.snd_max:
+                        if self.ts_ok:  # RFC 7323 §4.3: in order, so its TSval becomes TS.Recent
+                            self.ts_recent = tsval
+                            self.ts_recent_at = now
+                        self._last_rx = now
+                        self._keepalive_probes = self._persist_unanswered = 0
+                        self._process_ack(ack, self.rcv_nxt, self.snd_wnd, 0, ACK, tsecr, now)
+                        return
+                elif (
+                    una <= ack <= self.snd_max
+                    and not self._ooo
+                    and not self.peer_eof
+                    and plen <= self.rcv_adv - self.rcv_nxt
+                ):
+                    if self.ts_ok:
+                        self.ts_recent = tsval
+                        self.ts_recent_at = now
+                    self._last_rx = now
+                    self._keepalive_probes = self._persist_unanswered = 0
+                    if ack > una:
+                        self._process_ack(ack, self.rcv_nxt, self.snd_wnd, plen, ACK, tsecr, now)
+                    self._rbuf += seg[hl:]
+                    self.rcv_nxt += plen
+                    mss = self.snd_mss
+                    if plen >= mss:
+                        # a GRO super-segment counts as the segments it was made of
+                        self._segs_unacked += plen // mss
+                    if self._segs_unacked >= 2 or not self.config.delayed_ack:
+                        # RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at least every second
+                        # full segment.  The ACK goes out when the interface is next
+                        # polled — after the rest of the batch of frames this one came
+                        # in — so a burst of segments read in one wakeup gets one ACK
+                        # (ACK coalescing, what GRO does for Linux), and an answer the
+                        # application writes meanwhile carries it.
+                        self.iface.want_output(self)
+                    elif self._delack_at is None:
+                        self._delack_at = when = now + self.config.delayed_ack
+                        self._arm(when)
+                    self._notify()
+                    return
         if st == SYN_SENT:
-            self._syn_sent_arrives(seq32, ack32, flags, wnd, opts, payload, now)
+            self._syn_sent_arrives(seq32, ack32, flags, wnd, seg[20:hl], seg[hl:], now)
             return
         if st == CLOSED:
             return
-        if st == ESTABLISHED and flags & 0x17 == ACK and seq32 == self.rcv_nxt & 0xFFFFFFFF and self._predicted(
-            ack32, wnd, opts, payload, now
-        ):
-            return
+        opts = seg[20:hl]
+        payload = seg[hl:]
         seq = unwrap(seq32, self.rcv_nxt)
         if st == SYN_RECEIVED and flags & SYN and flags & ACK and not self._passive and seq + 1 == self.rcv_nxt:
             # RFC 9293 §3.5 figure 7, line 6: in a simultaneous open the peer's SYN,ACK repeats
@@ -660,8 +806,13 @@ class TcpConnection(Notifier):
             if st == TIME_WAIT:
                 self.stats.drop("tcp_rst_in_time_wait")  # RFC 1337: TIME-WAIT assassination
                 return
-            if st == SYN_RECEIVED and self._passive:
-                self._to_closed(None)  # back to LISTEN: the listener forgets it
+            if st == SYN_RECEIVED:
+                if self._passive:
+                    self._to_closed(None)  # back to LISTEN: the listener forgets it
+                else:
+                    # RFC 9293 §3.10.7.4: "initiated with an active OPEN (i.e., came from
+                    # SYN-SENT state), then the connection was refused"
+                    self._to_closed(errno.ECONNREFUSED)
                 return
             if st in (CLOSING, LAST_ACK):
                 self._to_closed(None)
@@ -763,61 +914,6 @@ class TcpConnection(Notifier):
         elif self._delack_at is not None or self.buffered > self._sent_bytes():
             self.iface.want_output(self)
 
-    def _predicted(self, ack32: int, wnd: int, opts: memoryview, payload: memoryview, now: float) -> bool:
-        """Header prediction (Jacobson; RFC 1323 appendix): in ESTABLISHED, the next
-        in-order segment with nothing unusual — no SYN/FIN/RST, only the timestamp
-        option, window unchanged, no recovery under way — is either a pure ACK for
-        new data, or in-order data (which may acknowledge new data too, as every
-        request and response of a conversation does).  Both take a short path here; anything else
-        returns False and gets the full RFC 9293 §3.10.7.4 treatment.  The outcome
-        is the same as the full path's; only the checks already known to pass are
-        skipped."""
-        tsval = -1
-        tsecr = 0
-        if self.ts_ok:
-            if len(opts) != 12 or opts[:4] != _TS_HEAD:
-                return False
-            _a, _b, _c, _d, tsval, tsecr = _TS_OPT.unpack_from(opts, 0)
-            if 0 < ((self.ts_recent - tsval) & 0xFFFFFFFF) < 0x80000000:
-                return False  # PAWS has a say
-        elif opts:
-            return False
-        if self.in_recovery or self._sacked or (wnd << self.snd_wscale) != self.snd_wnd:
-            return False
-        una = self.snd_una
-        ack = unwrap(ack32, una)
-        plen = len(payload)
-        if plen == 0:
-            if not una < ack <= self.snd_max:
-                return False
-        elif not una <= ack <= self.snd_max or self._ooo or self.peer_eof or plen > self.rcv_adv - self.rcv_nxt:
-            return False
-        # RFC 7323 §4.3: the segment is in order, so its TSval becomes TS.Recent
-        if tsval >= 0:
-            self.ts_recent = tsval
-            self.ts_recent_at = now
-        self._last_rx = now
-        self._keepalive_probes = 0
-        self._persist_unanswered = 0
-        if ack > una:
-            self._process_ack(ack, self.rcv_nxt, self.snd_wnd, plen, ACK, tsecr, now)
-            if plen == 0:
-                return True
-        self._rbuf += payload
-        self.rcv_nxt += plen
-        mss = self.snd_mss
-        if plen >= mss:
-            self._segs_unacked += plen // mss  # a GRO super-segment counts as what it was made of
-        if self._segs_unacked >= 2 or not self.config.delayed_ack:
-            if not self._output(now):
-                self._send_ack(now)
-        elif self._delack_at is None:
-            # RFC 9293 §3.8.6.3: ACK at least every second full segment, or within the timer
-            self._delack_at = now + self.config.delayed_ack
-            self._timers_changed()
-        self._notify()
-        return True
-
     def _syn_sent_arrives(
         self, seq32: int, ack32: int, flags: int, wnd: int, opts: memoryview, payload: memoryview, now: float
     ) -> None:
@@ -826,14 +922,19 @@ class TcpConnection(Notifier):
             ack = unwrap(ack32, self.snd_una)
             if ack <= self.iss or ack > self.snd_max:
                 if not flags & RST:
+                    self.stats.drop("tcp_syn_sent_bad_ack")
                     self.table.send_rst(self.local, self.lport, self.remote, self.rport, ack32, 0, RST, now)
+                else:
+                    self.stats.drop("tcp_rst_out_of_window")
                 return
             if flags & RST:
                 self._to_closed(errno.ECONNREFUSED)
                 return
         elif flags & RST:
+            self.stats.drop("tcp_rst_without_ack")  # RFC 9293 §3.10.7.3: no ACK, drop the RST
             return
         if not flags & SYN:
+            self.stats.drop("tcp_syn_sent_no_syn")
             return
         try:
             o = wtcp.parse_options(opts)
@@ -892,30 +993,38 @@ class TcpConnection(Notifier):
     def _process_ack(self, ack: int, seq: int, wnd: int, plen: int, flags: int, tsecr: int, now: float,
                      sack_news: bool = False) -> None:
         una = self.snd_una
+        sbuf = self._sbuf
         if ack > una:
             acked = ack - una
             self.snd_una = ack
-            flight_before = self.snd_max - una
+            snd_max = self.snd_max
+            flight_before = snd_max - una
             # RTT sample: timestamps on every advancing ACK (RFC 7323 §4.1), else
             # the one timed segment unless it was retransmitted (Karn).
-            rtt = None
+            rtt_est = self.rtt
             if tsecr:
-                rtt = self._ts_rtt(tsecr, now)
+                rtt = (((int(now * 1000) + self._ts_offset) - tsecr) & _MASK) / 1000.0
+                if rtt < 120:
+                    rtt_est.sample(rtt)
             elif self._rtt_seq is not None and ack > self._rtt_seq:
-                rtt = now - self._rtt_time
                 self._rtt_seq = None
-            if rtt is not None and 0 <= rtt < 120:
-                self.rtt.sample(rtt)
+                rtt = now - self._rtt_time
+                if 0 <= rtt < 120:
+                    rtt_est.sample(rtt)
             self.retries = 0
             self._persist_probes = 0
             # drop acknowledged bytes from the send buffer
-            data_acked = min(ack, self._data_end()) - self._sbuf_seq
+            start = self._sbuf_start
+            sbuf_seq = self._sbuf_seq
+            data_end = sbuf_seq + len(sbuf) - start
+            data_acked = (ack if ack < data_end else data_end) - sbuf_seq
             if data_acked > 0:
-                self._sbuf_start += data_acked
-                self._sbuf_seq += data_acked
-                if self._sbuf_start == len(self._sbuf):
-                    self._sbuf.clear()
-                    self._sbuf_start = 0
+                start += data_acked
+                self._sbuf_seq = sbuf_seq + data_acked
+                if start == len(sbuf):
+                    sbuf.clear()
+                    start = 0
+                self._sbuf_start = start
             if self.snd_nxt < ack:
                 self.snd_nxt = ack  # after a go-back-N rewind
             if self._sacked:
@@ -925,7 +1034,7 @@ class TcpConnection(Notifier):
                 if ack >= self.recover:
                     self.in_recovery = False
                     # RFC 6582 §3.2 step 3, full ACK: min(ssthresh, max(FlightSize, SMSS) + SMSS)
-                    self.cc.cwnd = min(self.cc.ssthresh, max(self.snd_max - ack, self.snd_mss) + self.snd_mss)
+                    self.cc.cwnd = min(self.cc.ssthresh, max(snd_max - ack, self.snd_mss) + self.snd_mss)
                     self.dupacks = 0
                 else:
                     # partial ACK: the next hole is lost too (RFC 6582 §3.2 step 3)
@@ -940,15 +1049,24 @@ class TcpConnection(Notifier):
                 if una == self.iss:
                     acked -= 1  # the SYN takes a sequence number but is not data (RFC 5681 §3.1)
                 if acked > 0:
-                    self.cc.on_ack(acked, flight_before, now, self.rtt.srtt)
-            # RFC 6298 §5.2/5.3
+                    self.cc.on_ack(acked, flight_before, now, rtt_est.srtt)
+            # RFC 6298 §5.2/5.3.  A timer that moves later needs no heap update (see
+            # iface.timers): the armed entry fires early and re-arms.
             if self.snd_una >= self.snd_max:
                 self._rto_at = None
+                if self._keepalive_at is None and self.config.keepalive:
+                    self._timers_changed()  # arms keepalive (an ACK may complete the handshake)
             else:
-                self._rto_at = now + self.rtt.rto
-            self._timers_changed()
-            if self.state in _CAN_SEND or self.buffered:
-                self._notify()  # buffer space freed
+                self._rto_at = rto_at = now + rtt_est.rto
+                self._arm(rto_at)
+            # Buffer space freed: wake the writer once a quarter of the buffer is free (or
+            # all of it), not on every ACK — fewer and larger writes, as Linux's
+            # sk_stream_write_space waits for a third.
+            if start < len(sbuf):
+                if self.state not in _CAN_SEND or self.config.sndbuf - len(sbuf) + start >= self.config.sndbuf >> 2:
+                    self._notify()
+            elif self.state in _CAN_SEND:
+                self._notify()
         elif ack == una and self.snd_max > una and (
             # RFC 6675 §2: an ACK that SACKs new data is a duplicate, even if it carries data
             # or changes the window (Linux's window grows while it SACKs, and its ACKs ride
@@ -974,7 +1092,8 @@ class TcpConnection(Notifier):
                 self._persist_probes = 0
                 self._timers_changed()
                 self.iface.want_output(self)
-        if ack > una and self.buffered > self._sent_bytes():
+        # unsent data left (the end of the buffer lies beyond SND.MAX): the ACK may let it go
+        if ack > una and self._sbuf_seq + len(sbuf) - self._sbuf_start > self.snd_max:
             self.iface.want_output(self)
 
     def _enter_recovery(self, now: float) -> None:
@@ -1140,18 +1259,20 @@ class TcpConnection(Notifier):
         self._notify()
 
     def _window_to_advertise(self) -> int:
-        free = self.config.rcvbuf - self.unread - sum(len(d) for _, d in self._ooo)
-        return max(0, free)
+        free = self.config.rcvbuf - (len(self._rbuf) - self._rbuf_start)
+        if self._ooo:
+            free -= sum(len(d) for _, d in self._ooo)
+        return free if free > 0 else 0
 
     def _window_update_check(self) -> None:
         """After the application read: open the window if it grew enough (SWS, RFC 9293 §3.8.6.2.2)."""
-        if self.state not in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2):
+        if self.state not in _TAKES_TEXT:
             return
+        rcvbuf = self.config.rcvbuf
         # what the window field can show: without window scaling a big buffer still
         # advertises at most 65535, and an update that cannot open it further is noise
         free = min(self._window_to_advertise(), 65535 << self.rcv_wscale)
-        current = self.rcv_adv - self.rcv_nxt
-        if free - current >= min(self.config.rcvbuf // 2, self.snd_mss * 2):
+        if free - (self.rcv_adv - self.rcv_nxt) >= min(rcvbuf >> 1, self.snd_mss * 2):
             self._ack_now_deferred()
 
     def _ack_now_deferred(self) -> None:
@@ -1186,9 +1307,8 @@ class TcpConnection(Notifier):
 
     def flush(self, now: float) -> None:
         """OutputOwner: send what may be sent (called from the interface's poll)."""
-        if self.state in (CLOSED, LISTEN, SYN_SENT, TIME_WAIT):
-            return
-        if self.state == SYN_RECEIVED and not self._passive:
+        st = self.state
+        if st in _NO_OUTPUT or (st == SYN_RECEIVED and not self._passive):
             return
         sent = self._output(now)
         if not sent and (self._segs_unacked >= 2 or self._ack_now):
@@ -1197,16 +1317,16 @@ class TcpConnection(Notifier):
     def _output(self, now: float) -> bool:
         """Send new data, retransmissions in recovery, and FIN, as the windows allow.
         Returns whether any segment went out (it carried the ACK)."""
-        st = self.state
-        if st not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, LAST_ACK, CLOSING):
+        if self.state not in _SENDS_DATA:
             return False
-        mss = self._data_mss()
-        data_end = self._data_end()
+        mss = self._data_mss() if self._ooo else self.snd_mss
+        data_end = self._sbuf_seq + len(self._sbuf) - self._sbuf_start
         fin_seq = self._fin_seq
         sent_any = False
         nodelay = self.config.nodelay
         cc = self.cc
-        for _ in range(4096):  # bounded; each turn sends one segment
+        window = self._advertise()  # nothing is received while we send: one window for all
+        for _ in range(4096):  # bounded; each turn sends one segment or one burst
             una = self.snd_una
             nxt = self.snd_nxt
             if self.in_recovery:
@@ -1218,7 +1338,7 @@ class TcpConnection(Notifier):
                 if hole is not None:
                     start, end = hole
                     n = min(mss, end - start)
-                    self._send_data(start, n, now, retransmit=True)
+                    self._send_data(start, n, now, retransmit=True, window=window)
                     self.rexmit_next = start + n
                     sent_any = True
                     continue
@@ -1226,7 +1346,7 @@ class TcpConnection(Notifier):
                 n = min(mss, data_end - nxt, wnd_room)
                 if n <= 0:
                     break
-                self._send_data(nxt, n, now)
+                self._send_data(nxt, n, now, window=window)
                 sent_any = True
                 continue
             # RFC 3042 limited transmit: each of the first two duplicate ACKs lets one
@@ -1236,11 +1356,19 @@ class TcpConnection(Notifier):
             avail = data_end - nxt
             if avail > 0:
                 n = min(avail, mss, room)
-                if self.iface.tso and n == mss and room > mss and avail > mss:
-                    # TSO: as many whole segments as fit, plus the tail if it ends the data
-                    n = min(avail, room, _TSO_MAX // mss * mss)
-                    if n < avail:
-                        n -= n % mss
+                if n == mss and room > mss and avail > mss:
+                    if self.iface.tso:
+                        # TSO: as many whole segments as fit, plus the tail if it ends the data
+                        n = min(avail, room, _TSO_MAX // mss * mss)
+                        if n < avail:
+                            n -= n % mss
+                    else:
+                        # a burst of whole segments in one call (the tail, if any, gets the
+                        # Nagle and SWS checks on the next turn)
+                        n = min(avail, room) // mss * mss
+                        self._send_data(nxt, n, now, window=window, size=mss)
+                        sent_any = True
+                        continue
                 if n <= 0:
                     if self.snd_wnd == 0 or una + self.snd_wnd <= nxt:
                         self._arm_persist(now)
@@ -1253,11 +1381,11 @@ class TcpConnection(Notifier):
                         break
                     elif not (nodelay or nxt == una or fin_seq is not None):
                         break
-                self._send_data(nxt, n, now)
+                self._send_data(nxt, n, now, window=window)
                 sent_any = True
                 continue
             if fin_seq is not None and nxt == fin_seq:
-                self._emit(fin_seq, self.rcv_nxt, FIN | ACK, b"", now)
+                self._emit(fin_seq, self.rcv_nxt, FIN | ACK, b"", now, window=window)
                 self.snd_nxt = fin_seq + 1
                 if self.snd_max < self.snd_nxt:
                     self.snd_max = self.snd_nxt
@@ -1290,22 +1418,51 @@ class TcpConnection(Notifier):
         return None
 
     def _retransmit_one(self, seq: int, now: float) -> None:
-        n = min(self._data_mss(), self._data_end() - seq)
+        # RFC 9293 §3.8.6: the send window bounds retransmissions too.  A window the
+        # peer shrank below a segment gets what fits, and a shut one a 1-byte probe
+        # (RFC 1122 §4.2.2.17): else SND.NXT lands beyond the window and the peer drops
+        # what we send (found against Linux by tests/interop/test_api_kernel.py).
+        room = self.snd_una + self.snd_wnd - seq
+        n = min(self._data_mss(), self._data_end() - seq, room if room > 0 else 1)
         if n > 0:
             self._send_data(seq, n, now, retransmit=True)
         elif self._fin_seq is not None and seq == self._fin_seq:
             self._emit(seq, self.rcv_nxt, FIN | ACK, b"", now)
 
-    def _send_data(self, seq: int, n: int, now: float, retransmit: bool = False) -> None:
-        off = self._sbuf_start + (seq - self._sbuf_seq)
+    def _send_data(self, seq: int, n: int, now: float, retransmit: bool = False, window: int | None = None,
+                   size: int = 0) -> None:
+        """Send bytes [seq, seq + n) of the send buffer: one segment, or with ``size``
+        a burst of segments of that size."""
+        if window is None:
+            window = self._advertise()
+        base = self._sbuf_start - self._sbuf_seq
         end_seq = seq + n
-        flags = ACK
-        if end_seq == self._data_end():
-            flags |= PSH
-            if self._fin_seq is not None and end_seq == self._fin_seq and not retransmit:
-                flags |= FIN
+        data_end = self._data_end()
+        fin_seq = self._fin_seq
+        rcv_nxt = self.rcv_nxt
+        step = size or n
+        fast = (self._l2 is not None and now < self._l2_until and not (self._ooo and self.sack_ok)
+                and self.table.tracer is None)
         with memoryview(self._sbuf) as mv:
-            self._emit(seq, self.rcv_nxt, flags, mv[off : off + n], now)
+            s = seq
+            while s < end_seq:
+                e = s + step
+                if e > end_seq:
+                    e = end_seq
+                flags = ACK
+                if e == data_end:
+                    flags = ACK | PSH
+                    if fin_seq is not None and e == fin_seq and not retransmit:
+                        flags = ACK | PSH | FIN
+                if fast:  # what _emit does for this segment, without its checks
+                    self._tx_segments += 1
+                    self._emit_fast(s & _MASK, rcv_nxt & _MASK, flags, mv[base + s : base + e], now, window)
+                else:
+                    self._emit(s, rcv_nxt, flags, mv[base + s : base + e], now, window=window)
+                s = e
+        if fast:
+            self._segs_unacked = 0
+            self._delack_at = None
         if retransmit:
             self._rexmits += 1
         if not retransmit or end_seq > self.snd_nxt:
@@ -1319,11 +1476,19 @@ class TcpConnection(Notifier):
 
     def _after_send(self, now: float) -> None:
         if self._rto_at is None:
-            self._rto_at = now + self.rtt.rto
-            self._timers_changed()
+            self._rto_at = when = now + self.rtt.rto
+            self._arm(when)
 
     def _send_ack(self, now: float) -> None:
-        self._emit(self.snd_nxt, self.rcv_nxt, ACK, b"", now)
+        seq = self.snd_nxt
+        # A peer drops a segment that starts beyond its window, pure ACKs included
+        # (RFC 9293 §3.10.7.4, first check), so if SND.NXT went past the right edge (the
+        # peer shrank its window after we sent) the ACK starts at the edge instead, as
+        # Linux's tcp_acceptable_seq() does.
+        end = self.snd_una + self.snd_wnd
+        if seq > end and self.state >= ESTABLISHED:
+            seq = end
+        self._emit(seq, self.rcv_nxt, ACK, b"", now)
 
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961 §3.2/§4.2/§5.2, rate-limited per stack (§7)."""
@@ -1338,18 +1503,27 @@ class TcpConnection(Notifier):
         options: bytes | None = None, window: int | None = None,
     ) -> None:
         """Build and send one segment; every segment we send passes here."""
+        if window is None:
+            window = self._advertise()
+        if flags & ACK:
+            self._segs_unacked = 0
+            self._delack_at = None
+        self._tx_segments += 1
+        if (
+            options is None
+            and self._l2 is not None
+            and now < self._l2_until
+            and not (self._ooo and self.sack_ok)
+            and self.table.tracer is None
+        ):
+            self._emit_fast(seq & _MASK, ack & _MASK, flags, payload, now, window)
+            return
         if options is None:
             options = b""
             if self.ts_ok:
                 options = _TS_OPT.pack(1, 1, 8, 10, self._ts_now(now), self.ts_recent)
             if self._ooo and self.sack_ok:
                 options += self._sack_option(3 if self.ts_ok else 4)
-        if window is None:
-            window = self._advertise()
-        if flags & ACK:
-            self._segs_unacked = 0
-            if self._delack_at is not None:
-                self._delack_at = None
         hl = 20 + len(options)
         hdr = _HDR.pack(self.lport, self.rport, wrap(seq), wrap(ack), hl << 2, flags, window, 0, 0)
         seg = bytearray(hdr)
@@ -1372,10 +1546,9 @@ class TcpConnection(Notifier):
             c = checksum(seg, pseudo_header_sum(self.local, self.remote, PROTO_TCP, len(seg)))
         seg[16] = c >> 8
         seg[17] = c & 0xFF
-        self._tx_segments += 1
-        # Fast path: a neighbour we know gets the frame built here in one join,
-        # with the IPv4 header checksum updated from a per-connection constant
-        # sum — instead of route, ARP lookup and header build per segment.
+        # A neighbour we know gets the frame built here, with the IPv4 header from
+        # per-connection constants — instead of route, ARP lookup and header build
+        # per segment in the interface.
         l2 = self._l2
         if l2 is None or now >= self._l2_until:
             l2 = self._resolve_l2(now)
@@ -1387,19 +1560,64 @@ class TcpConnection(Notifier):
             table.tracer(f"{table.ends(self)} {self.state_name} --> {describe_bytes(seg)}")
         total = 20 + len(seg)
         ident = self._ip_id = (self._ip_id + 1) & 0xFFFF
-        x = self._ip_sum + total + ident
-        x = (x & 0xFFFF) + (x >> 16)
-        x = (x & 0xFFFF) + (x >> 16)
         iface = self.iface
         frame = b"".join((
             iface._l2_prefix if meta is None else meta,
-            l2,
-            _IP_VAR.pack(total, ident),
-            self._ip_mid,
-            _U16.pack(~x & 0xFFFF),
-            self._ip_tail,
+            _IP_HEAD.pack(l2, total, ident, self._ip_mid, -(self._ip_sum + total + ident) % 0xFFFF, self._ip_tail),
             seg,
         ))
+        if total < 46:
+            frame += bytes(46 - total)  # Ethernet minimum frame size
+        iface.tx.append(frame)
+        st = self.stats
+        st.tx_frames += 1
+        st.tx_bytes += len(frame)
+        st.ipv4_tx += 1
+        st.tcp_tx += 1
+
+    def _emit_fast(self, seq: int, ack: int, flags: int, payload: BytesLike, now: float, window: int) -> None:
+        """The common segment — to a neighbour whose MAC is known, with no option but
+        timestamps — as one ``struct`` pack of Ethernet, IPv4 and TCP headers.  Both
+        checksums are sums of the fields, taken modulo 0xFFFF (2**16 ≡ 1, so a 32-bit
+        field counts as itself, RFC 1071 §2): only the payload is summed from bytes,
+        and under checksum offload not even that."""
+        iface = self.iface
+        plen = len(payload)
+        if self.ts_ok:
+            tsval = (int(now * 1000) + self._ts_offset) & _MASK
+            tsecr = self.ts_recent
+            tcplen = 32 + plen
+        else:
+            tcplen = 20 + plen
+        if iface.tx_csum_offload:
+            # NEEDS_CSUM: the field holds the folded pseudo-header sum; the kernel adds the rest
+            c = fold(self._ph_sum + tcplen)
+            mss = self.snd_mss  # no SACK blocks on this path
+            if plen > mss:  # a TSO super-segment: the kernel cuts it into mss-sized segments
+                prefix = _VNET.pack(F_NEEDS_CSUM, GSO_TCPV4, 34 + tcplen - plen, mss, 34, 16, 0)
+            else:
+                prefix = _CSUM_META
+        else:
+            x = self._ph_sum + self._ports + tcplen + seq + ack + flags + window
+            if self.ts_ok:
+                x += 0x8000 + _TS_KINDS_SUM + tsval + tsecr  # data offset 8 words
+            else:
+                x += 0x5000
+            if plen:
+                p = int.from_bytes(payload, "big")
+                x += p << 8 if plen & 1 else p
+            c = -x % 0xFFFF
+            prefix = iface._l2_prefix
+        total = 20 + tcplen
+        ident = self._ip_id = (self._ip_id + 1) & 0xFFFF
+        ipck = -(self._ip_sum + total + ident) % 0xFFFF
+        if self.ts_ok:
+            hdr = _FRAME_TS.pack(self._l2, total, ident, self._ip_mid, ipck, self._ip_tail, self.lport, self.rport,
+                                 seq, ack, 0x80, flags, window, c, 0, _TS_KINDS, tsval, tsecr)
+        else:
+            hdr = _FRAME.pack(self._l2, total, ident, self._ip_mid, ipck, self._ip_tail, self.lport, self.rport,
+                              seq, ack, 0x50, flags, window, c, 0)
+        frame = b"".join((prefix, hdr, payload)) if plen else prefix + hdr
         if total < 46:
             frame += bytes(46 - total)  # Ethernet minimum frame size
         iface.tx.append(frame)
@@ -1412,7 +1630,7 @@ class TcpConnection(Notifier):
     def _resolve_l2(self, now: float) -> bytes | None:
         """The Ethernet header towards the peer, if its MAC is known (cached for a
         second, so the ARP cache still sees the entry used and refreshes it), and
-        the constant parts of the IPv4 header."""
+        the constant parts of the IPv4 header and of the checksums."""
         iface = self.iface
         self._l2 = None
         if iface.is_local(self.remote):
@@ -1429,12 +1647,13 @@ class TcpConnection(Notifier):
         tos = self.config.tos
         src, dst = self.local, self.remote
         # version/IHL, TOS | total length, ident (varying) | DF, TTL, protocol | checksum | addresses
-        self._ip_head = bytes([0x45, tos])
         self._ip_mid = struct.pack("!HBB", 0x4000, ttl, PROTO_TCP)
         self._ip_tail = struct.pack("!II", src, dst)
-        self._ip_sum = (0x4500 | tos) + 0x4000 + ((ttl << 8) | PROTO_TCP) + (src >> 16) + (src & 0xFFFF) + (
-            dst >> 16) + (dst & 0xFFFF)
-        self._l2 = l2 = iface.l2_header(mac)[len(iface._l2_prefix):] + self._ip_head
+        addresses = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+        self._ip_sum = (0x4500 | tos) + 0x4000 + ((ttl << 8) | PROTO_TCP) + addresses
+        self._ph_sum = addresses + PROTO_TCP
+        self._ports = self.lport + self.rport
+        self._l2 = l2 = iface.l2_header(mac)[len(iface._l2_prefix):] + bytes([0x45, tos])
         self._l2_until = now + 1.0
         return l2
 
@@ -1478,12 +1697,23 @@ class TcpConnection(Notifier):
     # ================================================================== timers
 
     def deadline(self) -> float | None:
-        best: float | None = None
-        for t in (self._rto_at, self._delack_at, self._persist_at, self._keepalive_at, self._timewait_at,
-                  self._linger_at):
+        best = self._rto_at
+        t = self._delack_at
+        if t is not None and (best is None or t < best):
+            best = t
+        for t in (self._persist_at, self._keepalive_at, self._timewait_at, self._linger_at):
             if t is not None and (best is None or t < best):
                 best = t
         return best
+
+    def _arm(self, when: float) -> None:
+        """One timer was just set to ``when``: the heap needs a new entry only if that
+        is earlier than the armed one (a later deadline is found when the armed entry
+        fires, see iface.timers) — so re-arming the RTO or delayed-ACK timer on every
+        segment costs two comparisons."""
+        armed = self.timer_armed
+        if armed is None or when < armed:
+            self._timers_changed()
 
     def _timers_changed(self) -> None:
         if self.config.keepalive and self.state == ESTABLISHED and self._keepalive_at is None:

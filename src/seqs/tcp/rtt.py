@@ -29,14 +29,17 @@ class RttEstimator:
         self.backoff = 0
 
     def sample(self, rtt: float) -> None:
-        rtt = max(rtt, 0.0)
-        if self.srtt is None:  # RFC 6298 §2.2
-            self.srtt = rtt
-            self.rttvar = rtt / 2
+        if rtt < 0.0:
+            rtt = 0.0
+        srtt = self.srtt
+        if srtt is None:  # RFC 6298 §2.2
+            self.srtt = srtt = rtt
+            self.rttvar = rttvar = rtt / 2
         else:  # RFC 6298 §2.3
-            self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - rtt)
-            self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * rtt
-        self._rto = self.srtt + max(self.granularity, _K * self.rttvar)
+            self.rttvar = rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(srtt - rtt)
+            self.srtt = srtt = (1 - _ALPHA) * srtt + _ALPHA * rtt
+        k = _K * rttvar
+        self._rto = srtt + (k if k > self.granularity else self.granularity)
         self.backoff = 0
 
     @property

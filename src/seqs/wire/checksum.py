@@ -23,6 +23,7 @@ __all__ = [
     "ones_sum",
     "pseudo_header_sum",
     "update16",
+    "valid",
 ]
 
 from .._typing import BytesLike
@@ -62,6 +63,21 @@ def checksum(data: BytesLike, initial: int = 0) -> int:
     over the whole message (checksum field included) gets 0 when it is intact.
     """
     return ~ones_sum(data, initial) & 0xFFFF
+
+
+def valid(data: BytesLike, initial: int = 0) -> bool:
+    """True if ``data`` (checksum field included) plus ``initial`` (a pseudo-header
+    sum) checks out: its one's-complement sum is 0xFFFF, negative zero.
+
+    The receive path's form of :func:`checksum`, as few operations as it can be:
+    a sum congruent to 0 modulo 0xFFFF is 0xFFFF unless everything summed was
+    zero (positive zero, which a real header never is).
+    """
+    x = int.from_bytes(data, "big")
+    if len(data) & 1:
+        x <<= 8
+    x += initial
+    return x != 0 and x % 0xFFFF == 0
 
 
 def fold(x: int) -> int:
