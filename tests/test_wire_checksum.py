@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, in4_chksum
 from scapy.utils import checksum as scapy_checksum
 
-from seqs.wire.checksum import checksum, fold, ones_sum, pseudo_header_sum, update16
+from seqs.wire.checksum import checksum, fold, ones_sum, pseudo_header_sum, update16, valid, word_sum
 
 LENGTHS = [
     *range(0, 42),
@@ -217,3 +217,20 @@ def test_checksum_is_much_faster_than_a_word_loop() -> None:
 
 def _ntoa(addr: int) -> str:
     return ".".join(str(b) for b in addr.to_bytes(4, "big"))
+
+
+@pytest.mark.parametrize("n", [1023, 1024, 1025, 1026, 1479, 1480, 1481, 1503, 1504, 1505, 1506, 4095, 4096, 4097,
+                               4098, 9001, 65535])
+def test_folded_word_sum_matches_the_reference_at_every_fold_boundary(n: int) -> None:
+    """word_sum folds 1025..1504-byte buffers three times at fixed widths and larger ones
+    in halves: every size where the strategy changes sums as a word loop does, with and
+    without a pseudo-header sum, and a valid message still validates."""
+    for seed in range(3):
+        data = random_bytes(n, seed)
+        assert checksum(data) == naive_checksum(data)
+        assert checksum(data, 0x1234_5678) == naive_checksum(data, 0x1234_5678)
+        assert word_sum(data) % 0xFFFF == int.from_bytes(data + b"\0" * (n & 1), "big") % 0xFFFF
+        even = data[: n & ~1]  # a checksum field sits at an even offset
+        ck = checksum(even + b"\0\0", 77)
+        assert valid(even + ck.to_bytes(2, "big"), 77)
+        assert not valid(even + ((ck + 1) & 0xFFFF).to_bytes(2, "big"), 77)

@@ -32,7 +32,7 @@ from .._typing import BytesLike
 from ..errors import oserror
 from ..iface.notify import Notifier
 from ..wire import tcp as wtcp
-from ..wire.checksum import checksum, fold, pseudo_header_sum
+from ..wire.checksum import checksum, fold, pseudo_header_sum, word_sum
 from ..wire.ipv4 import PROTO_TCP
 from ..wire.virtio import F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4
 from ..wire.virtio import HDR as _VNET
@@ -1604,8 +1604,7 @@ class TcpConnection(Notifier):
             else:
                 x += 0x5000
             if plen:
-                p = int.from_bytes(payload, "big")
-                x += p << 8 if plen & 1 else p
+                x += word_sum(payload)
             c = -x % 0xFFFF
             prefix = iface._l2_prefix
         total = 20 + tcplen
