@@ -1,9 +1,11 @@
-"""Fuzz targets for seqs: every wire parser, the whole interface, and TCP connections in every state.
+"""Fuzz targets for seqs: every wire parser, the whole interface, TCP connections in every state,
+and the DHCP client and server, the DNS resolver and the NTP client fed arbitrary conversations.
 
 ``fuzz.targets.TARGETS`` maps a name to a function taking the fuzzer's bytes.
-Parsers may raise only :class:`seqs.errors.ParseError`; the interface and TCP
-targets may raise nothing at all and check memory bounds and sequence-number
-invariants after every step (an ``AssertionError`` is a finding).
+Parsers may raise only :class:`seqs.errors.ParseError`; the stateful targets
+(``fuzz.targets.STATEFUL``) may raise nothing at all and check memory bounds,
+sequence-number and service invariants after every step (an ``AssertionError``
+is a finding).
 
 Run them with ``python -m fuzz run [--target T] [--seconds S]``: under atheris
 (coverage-guided libFuzzer) when it is installed, else with a small built-in

@@ -5,7 +5,10 @@ The ``interface`` seeds are conversations with the fuzz host: ARP, ping, UDP
 echo, fragments, ICMP errors, and a whole TCP connection (SYN, data, FIN)
 whose numbers were taken from the host's own answers — the host is seeded, so
 replaying the records reproduces them exactly.  The ``tcp_state`` seeds open
-every scenario with a few segments that matter there.
+every scenario with a few segments that matter there.  The service seeds
+(:func:`fuzz.services.service_seeds`) are conversations that reach each
+service's outcomes: a lease bound, renewed, refused, declined, released; an
+answer over UDP and over TCP, NXDOMAIN, a CNAME loop; an NTP sample, a kiss.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from seqs.wire import virtio
 from seqs.wire.ethernet import EthernetFrame
 
 from .harness import ECHO, HOST_IP, HOST_MAC, PEER_IP, PEER_MAC, PEER_SERVER_PORT, Host, ip_frame, tcp_segment
+from .services import service_seeds
 from .tcp_states import SCENARIOS
 
 __all__ = ["seeds", "write_corpus"]
@@ -227,6 +231,7 @@ def seeds() -> dict[str, list[bytes]]:
     s = _parser_seeds()
     s["interface"] = _interface_seeds()
     s["tcp_state"] = _tcp_state_seeds()
+    s.update(service_seeds())
     return s
 
 

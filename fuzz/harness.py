@@ -15,6 +15,7 @@ import struct
 from collections.abc import Sequence
 
 from seqs import Stack
+from seqs._typing import BytesLike
 from seqs.iface import ArpConfig, InterfaceConfig, ReassemblyConfig
 from seqs.services import UdpEchoService
 from seqs.services.tcp_basic import ChargenService, DiscardService, TcpEchoService
@@ -109,8 +110,10 @@ class Host:
         self.step(0.0)
 
 
-def settle(stack: Stack, now: float) -> None:
-    """Poll until nothing is due at ``now``; a deadline that stays due is a busy loop."""
+def settle(stack: Stack, now: float) -> list[BytesLike]:
+    """Poll until nothing is due at ``now``; a deadline that stays due is a busy loop.
+    Returns the frames the stack sent meanwhile (callers that play the peer read them)."""
+    out: list[BytesLike] = []
     for _ in range(16):
         d = stack.next_deadline()
         if d is None or d > now:
@@ -118,10 +121,13 @@ def settle(stack: Stack, now: float) -> None:
         stack.poll(now)
         tx = stack.take_tx()
         assert len(tx) <= MAX_TX_PER_STEP, f"{len(tx)} frames from one step"
+        out += tx
     else:
         raise AssertionError(f"deadline {stack.next_deadline()} still due after 16 polls at {now}")
     tx = stack.take_tx()
     assert len(tx) <= MAX_TX_PER_STEP, f"{len(tx)} frames from one step"
+    out += tx
+    return out
 
 
 def check_connection(conn: TcpConnection) -> None:
@@ -191,6 +197,9 @@ class Reader:
 
     def i32(self) -> int:
         return int.from_bytes(self.take(4).ljust(4, b"\0"), "big", signed=True)
+
+    def u32(self) -> int:
+        return int.from_bytes(self.take(4).ljust(4, b"\0"), "big")
 
 
 def _arp_request(sha: bytes, spa: int, tpa: int) -> bytes:

@@ -11,7 +11,13 @@ is the finding:
   host (the shape of lwIP's multi-packet fuzzer) and may raise nothing; the
   host's bounds are checked after every frame;
 * ``tcp_state`` drives a connection into one of the RFC 9293 states first and
-  then feeds it segments and user calls (see :mod:`fuzz.tcp_states`).
+  then feeds it segments and user calls (see :mod:`fuzz.tcp_states`);
+* ``dhcp_client``, ``dhcp_server``, ``dns_resolver`` and ``ntp_client`` bring
+  a service to a chosen state and feed it the other side's datagrams (with the
+  xid, id, port or origin timestamp right some of the time), ICMP errors, ARP,
+  TCP segments, time steps and user calls; nothing may escape but the errors
+  the service documents, and its invariants are checked after every record
+  (see :mod:`fuzz.services`).
 
 Record format of ``interface``: ``dt:u8 flags:u8 len:u16 frame[len]`` repeated;
 ``dt`` maps to 1 ms steps (0..127), 50 ms steps (128..223) or 2 s steps (224..);
@@ -35,9 +41,10 @@ from seqs.wire import udp as wudp
 from seqs.wire import virtio
 
 from .harness import HOST_IP, HOST_MAC, PEER_IP, Host, Reader, fix_checksums
+from .services import run_dhcp_client, run_dhcp_server, run_dns, run_ntp
 from .tcp_states import run_tcp_input
 
-__all__ = ["TARGETS", "Target"]
+__all__ = ["STATEFUL", "TARGETS", "Target"]
 
 Target = Callable[[bytes], None]
 
@@ -221,6 +228,22 @@ def tcp_state(data: bytes) -> None:
     run_tcp_input(data)
 
 
+def dhcp_client(data: bytes) -> None:
+    run_dhcp_client(data)
+
+
+def dhcp_server(data: bytes) -> None:
+    run_dhcp_server(data)
+
+
+def dns_resolver(data: bytes) -> None:
+    run_dns(data)
+
+
+def ntp_client(data: bytes) -> None:
+    run_ntp(data)
+
+
 def _have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
@@ -237,4 +260,10 @@ TARGETS: dict[str, Target] = {
     **{name: fn for name, fn in (("dhcp", dhcp), ("dns", dns), ("ntp", ntp)) if _have(f"seqs.wire.{name}")},
     "interface": interface,
     "tcp_state": tcp_state,
+    "dhcp_client": dhcp_client,
+    "dhcp_server": dhcp_server,
+    "dns_resolver": dns_resolver,
+    "ntp_client": ntp_client,
 }
+#: the targets fed whole conversations: they may raise nothing at all (no ParseError either)
+STATEFUL = frozenset({"interface", "tcp_state", "dhcp_client", "dhcp_server", "dns_resolver", "ntp_client"})

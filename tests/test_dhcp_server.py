@@ -31,6 +31,7 @@ from dhcp_script import (
     trace,
     udp_payload_frame,
 )
+from helpers import record
 from seqs import Stack
 from seqs.services.dhcp_server import DhcpServer, DhcpServerConfig
 from seqs.wire import dhcp as wd
@@ -346,6 +347,9 @@ def test_discover_flood_from_random_macs_stays_bounded_and_exhaustion_is_counted
         s.stack.poll(s.now)
         s.stack.take_tx()
     srv = s.server
+    record("dhcp_discover_flood", discovers=n, random_macs=n, pool=srv.pool_size, bindings=len(srv),
+           offers=srv.counts["offer"], exhausted=srv.counts["exhausted"], expiry_heap=len(srv._expiry),
+           arp_entries=len(s.stack.iface.arp))
     assert len(srv) == 10 and srv.free == 0  # the table never outgrows the pool
     assert srv.counts["offer"] == 10 and srv.counts["exhausted"] == n - 10
     assert s.stack.stats.drops["dhcp_pool_exhausted"] == n - 10

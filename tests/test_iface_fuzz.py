@@ -35,6 +35,7 @@ from helpers import (
     ip_frame,
     ip_packet,
     make_stack,
+    record,
     udp_frame,
 )
 from seqs import Stack
@@ -292,6 +293,9 @@ def test_100000_random_and_mutated_frames_raise_nothing_and_memory_stays_bounded
         tracemalloc.stop()
     elapsed = time.monotonic() - started
     st = target.stack.stats
+    record("iface_100000_frames", frames=FRAMES, seconds=round(elapsed, 1), traced_bytes_after_warmup=baseline,
+           traced_bytes_at_end=final, growth_bytes=final - baseline, most_sent_per_frame=most_sent,
+           dropped=st.dropped, rx_frames=st.rx_frames)
     assert most_sent <= MAX_TX_PER_STEP
     assert final - baseline < MEMORY_SLACK, f"traced memory grew {final - baseline} bytes after warm-up"
     # The run reached the deep paths, not only the parsers' front doors.

@@ -22,7 +22,17 @@ import pytest
 from fuzz.harness import tcp_segment
 from fuzz.tcp_states import Scenario
 
-from helpers import OUR_IP, PEER_IP, arp_request, fragments, ip_frame, make_stack, ready_stack, udp_frame
+from helpers import (
+    OUR_IP,
+    PEER_IP,
+    arp_request,
+    fragments,
+    ip_frame,
+    make_stack,
+    ready_stack,
+    record,
+    udp_frame,
+)
 from seqs.iface import ArpConfig, ReassemblyConfig
 from seqs.sockets.udp import DATAGRAM_OVERHEAD, DEFAULT_RCVBUF
 from seqs.tcp.connection import TcpConfig
@@ -108,6 +118,8 @@ def test_syn_flood_keeps_half_open_at_the_bound_evicting_the_oldest() -> None:
             s.take_tx()
             if port % 1000 == 0:
                 growth.append(grown())
+    record("unit_syn_flood_eviction", syns=4016, half_open=lst.half_open, evicted=s.stats.drops.get(
+        "tcp_syn_backlog_evicted", 0), timer_heap=len(s.iface.timers), growth_bytes=growth)
     assert lst.half_open == 16 and len(s.tcp) == 16
     assert s.stats.drops["tcp_syn_backlog_evicted"] == 4000
     # Evicted connections still hold a slot in the timer heap until it is swept (when it
@@ -131,6 +143,8 @@ def test_syn_flood_beyond_the_half_open_bound_is_answered_with_cookies_holding_n
             assert len(s.take_tx()) == 1  # a SYN-ACK with a cookie for each
             if port % 1000 == 0:
                 growth.append(grown())
+    record("unit_syn_flood_cookies", syns=4016, half_open=lst.half_open, cookies_sent=s.stats.drops.get(
+        "tcp_syncookie_sent", 0), timer_heap=len(s.iface.timers), growth_bytes=growth)
     assert lst.half_open == 16 and len(s.tcp) == 16
     assert s.stats.drops["tcp_syncookie_sent"] == 4000
     assert "tcp_syn_backlog_evicted" not in s.stats.drops

@@ -12,9 +12,10 @@
   answered by a challenge ACK), data with unacceptable ACKs (dropped and
   counted as ``tcp_ack_unsent``), in-window RSTs with inexact sequence numbers
   (challenge ACKs, rate-limited).  The transfer completes intact.
-* nmap SYN, connect and UDP scans find exactly the open ports; closed ones
-  answer RST / ICMP port unreachable (reported closed, not filtered); the host
-  keeps serving afterwards.
+* nmap SYN, connect and UDP scans of ports 1-1024 find exactly the open ports;
+  closed ones answer RST / ICMP port unreachable (reported closed with reason
+  ``reset`` / ``port-unreach``, and counted by seqs as ``tcp_rst_sent`` /
+  ``icmp_errors_tx``); the host keeps serving afterwards.
 
 Rates, memory and counters are printed (``-s``) and, with ``SEQS_TEST_REPORT``
 set, appended to that file as JSON lines (``helpers.record``); every wait is
@@ -456,33 +457,75 @@ def test_blind_rst_syn_and_bad_ack_injection_leave_a_transfer_intact(tmp_path: p
         assert drops.get("tcp_challenge_ack_sent", 0) <= 1000 * (1 + result["seconds"])
 
 
-def nmap_ports(xml_text: str) -> tuple[dict[int, str], dict[str, int]]:
+def nmap_ports(xml_text: str) -> tuple[dict[int, str], dict[str, int], dict[str, int]]:
+    """(state of each listed port, count of each state nmap folded into "extraports",
+    count of each reason nmap gives for a port not open: "reset", "port-unreach", ...)."""
     root = ET.fromstring(xml_text)
-    ports = {int(p.get("portid", "0")): p.find("state").get("state", "")  # type: ignore[union-attr]
-             for p in root.iter("port")}
+    ports: dict[int, str] = {}
+    reasons: dict[str, int] = {}
+    for p in root.iter("port"):
+        state = p.find("state")
+        assert state is not None
+        ports[int(p.get("portid", "0"))] = state.get("state", "")
+        if state.get("state") != "open":
+            reasons[state.get("reason", "")] = reasons.get(state.get("reason", ""), 0) + 1
     extra = {e.get("state", ""): int(e.get("count", "0")) for e in root.iter("extraports")}
-    return ports, extra
+    for e in root.iter("extrareasons"):
+        reasons[e.get("reason", "")] = reasons.get(e.get("reason", ""), 0) + int(e.get("count", "0"))
+    return ports, extra, reasons
+
+
+def counter_delta(before: dict[str, Any], after: dict[str, Any], name: str) -> int:
+    """How much a traffic counter (``icmp_errors_tx``) or a drop reason (``tcp_rst_sent``) grew."""
+    if name in after:
+        return int(after[name] - before[name])
+    return int(after["drops"].get(name, 0) - before["drops"].get(name, 0))
+
+
+#: nmap's scans: (option, ports, extra options, the reason a closed port must give, the seqs
+#: counter that counts those answers).  seqs rate-limits the ICMP errors it sends (RFC 1812
+#: §4.3.2.8: InterfaceConfig.icmp_error_rate, 100/s with a burst of 50; ``seqs up`` has no
+#: option for it), so the UDP scan goes at 80 probes/s: every closed port is answered
+#: (1024 ports in ~15 s), none left "open|filtered" by a missing ICMP error.
+SCANS = (
+    ("-sS", 1024, [], "reset", "tcp_rst_sent"),
+    ("-sT", 1024, [], "conn-refused", "tcp_rst_sent"),  # the kernel's connect() got the RST
+    ("-sU", 1024, ["--max-rate", "80"], "port-unreach", "icmp_errors_tx"),
+)
 
 
 @pytest.mark.programs("nmap")
 def test_nmap_tcp_and_udp_scans_find_exactly_the_open_ports(tmp_path: pathlib.Path) -> None:
+    """SYN, connect and UDP scans of ports 1-1024 find exactly seqs' services; every other
+    port is "closed" because seqs answered it — RST for TCP, ICMP port unreachable for UDP —
+    as nmap's reasons and seqs' own counters both show; and the host keeps serving."""
     args = ["--tcp-echo", str(ECHO), "--discard", str(DISCARD), "--chargen", str(CHARGEN), "--udp-echo", str(ECHO)]
     with seqs_up(tmp_path, args) as host:
-        results = {}
-        for scan, ports, extra_args in (("-sS", "1-200", []), ("-sT", "1-200", []),
-                                        ("-sU", "1-25", ["--max-rate", "40"])):
-            r = host.ns.run(["nmap", "-n", "-Pn", scan, "-p", ports, "--reason", *extra_args, "-oX", "-", host.ip],
-                            timeout=240)
+        for scan, total, extra_args, reason, counter in SCANS:
+            before = counters(host)
+            t0 = time.monotonic()
+            r = host.ns.run(["nmap", "-n", "-Pn", scan, "-p", f"1-{total}", "--reason", *extra_args, "-oX", "-",
+                             host.ip], timeout=240)
+            seconds = time.monotonic() - t0
             assert r.returncode == 0, r.stderr
-            listed, extra = nmap_ports(r.stdout)
-            results[scan] = (listed, extra)
-            report(f"nmap {scan} -p {ports}: {listed} {extra}")
-            open_ports = {p for p, s in listed.items() if s == "open"}
-            expected = {ECHO} if scan == "-sU" else {ECHO, DISCARD, CHARGEN}
-            assert open_ports == expected, (scan, listed, extra)
+            after = counters(host)
+            listed, extra, reasons = nmap_ports(r.stdout)
+            open_ports = sorted(p for p, s in listed.items() if s == "open")
+            closed = total - len(open_ports)
+            answered = counter_delta(before, after, counter)
+            figures = {"scan": scan, "ports": total, "seconds": round(seconds, 1), "open": open_ports,
+                       "closed": closed, "reasons": reasons, counter: answered,
+                       "icmp_error_rate_limited": counter_delta(before, after, "icmp_error_rate_limited")}
+            report(f"nmap {scan} -p 1-{total}: {figures}")
+            record("interop_nmap", **figures)
+            expected = [ECHO] if scan == "-sU" else [DISCARD, ECHO, CHARGEN]
+            assert open_ports == sorted(expected), (scan, listed, extra)
             states = set(extra) | {s for s in listed.values() if s != "open"}
             assert states <= {"closed"}, (scan, listed, extra)  # answered, so never "filtered"
-            total = int(ports.split("-")[1])
             assert len(listed) + sum(extra.values()) == total
+            # every closed port answered, and with the right answer: nmap's reason for each,
+            # and seqs counted at least one RST / ICMP error per closed port
+            assert reasons == {reason: closed}, figures
+            assert answered >= closed, figures
         assert host.alive()
         assert tcp_echo(host)["ok"] and udp_echo(host)["ok"]

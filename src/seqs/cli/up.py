@@ -241,8 +241,8 @@ def run(args: argparse.Namespace) -> int:
         runner.run()
         clean = True
     finally:
-        if dhcp is not None:
-            dhcp.close()  # releases the lease
+        # Connections first, the lease last: the peers' ACKs of our FINs must still find
+        # our address (releasing it first made every FIN wait out the grace period).
         if args.stats_file:
             write_stats(args.stats_file, stack, device, services, dhcp, http)
         for s in services:
@@ -251,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
             http.close()
         if clean:
             finish_connections(runner, stack)
+        if dhcp is not None:
+            dhcp.close()  # releases the lease
         runner.close()
         log.info("stats: %s", stack.stats.as_dict())
     return 0
