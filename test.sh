@@ -50,4 +50,34 @@ echo "== ruff"
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/python -m pytest "$@"
+# The figures tests measure (fuzz executions and coverage, MB/s under faults, memory, nmap
+# results...) are appended to this file by tests/helpers.py record(), one JSON object a
+# line; it starts empty each run and is summarized below, pass or fail, for the CI log.
+mkdir -p bench-results
+export SEQS_TEST_REPORT="$PWD/bench-results/test-report.jsonl"
+: >"$SEQS_TEST_REPORT"
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+
+# The optional compiled build (setup.py: SEQS_MYPYC=1 compiles the hot modules with
+# mypyc from the same typed sources) must behave the same: every test but the interop
+# tier runs against it, and of that tier the TCP, socket-API and interface tests, in a
+# venv of its own (.venv-mypyc, rebuilt when the sources change).  SEQS_BUILDS=pure skips it.
+if [ "${SEQS_BUILDS:-pure,mypyc}" != pure ]; then
+    echo "== the compiled build (mypyc)"
+    [ -x .venv-mypyc/bin/python ] || "$PY" -m venv .venv-mypyc
+    digest=$(cat setup.py pyproject.toml $(find src -name '*.py' | LC_ALL=C sort) | sha256sum | cut -d' ' -f1)
+    if [ "$(cat .venv-mypyc/seqs-source.sha256 2>/dev/null)" != "$digest" ]; then
+        .venv-mypyc/bin/python -m pip install -q --disable-pip-version-check 'mypy>=1.10' 'setuptools>=68' wheel
+        SEQS_MYPYC=1 .venv-mypyc/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation \
+            --force-reinstall '.[dev]'
+        echo "$digest" >.venv-mypyc/seqs-source.sha256
+    fi
+    .venv-mypyc/bin/python -c 'import seqs, sys; print("seqs build:", seqs.BUILD); sys.exit(seqs.BUILD != "mypyc")'
+    .venv-mypyc/bin/python -m pytest "$@" tests/test_*.py \
+        tests/interop/test_tcp_kernel.py tests/interop/test_api_kernel.py tests/interop/test_iface_kernel.py \
+        || status=$?
+fi
+echo "== test figures ($SEQS_TEST_REPORT)"
+.venv/bin/python tests/report.py "$SEQS_TEST_REPORT" || true
+exit "$status"

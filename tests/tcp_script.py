@@ -146,7 +146,7 @@ class Dut:
         iface = InterfaceConfig(mac=DUT_MAC, address=DUT_IP, prefix=24, mtu=self.mtu,
                                 arp=ArpConfig(lifetime=1e9))
         self.stack = Stack(config=iface, rng=random.Random(self.seed), tcp_config=self.config)
-        self.stack.tcp._isn = _FixedIsn(self.iss)  # type: ignore[assignment]
+        self.stack.tcp.isn_source = _FixedIsn(self.iss)
         self.now = self.start
         self.stack.iface.arp.update(PEER_IP, PEER_MAC, self.now, create=True)
 

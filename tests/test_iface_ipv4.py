@@ -358,3 +358,15 @@ def test_checksum_already_validated_by_the_host_is_trusted() -> None:
     assert s.stats.drops == {"udp_bad_checksum": 1}
     s.receive(virtio.VnetHeader(flags=virtio.F_DATA_VALID).emit() + bytes(frame), 1.0)
     assert _drain(sock) == [(b"hi", ("10.0.0.2", 1000))]
+
+
+def test_stats_as_dict_reports_every_counter() -> None:
+    """``stack.stats.as_dict()`` (what ``seqs up --stats-file`` writes) lists every traffic
+    counter the class has, and the drops."""
+    from seqs.iface import stats as stats_module
+
+    names = getattr(stats_module.Stats, "__slots__", None)
+    d = stats_module.Stats().as_dict()
+    assert "drops" in d
+    if names is not None:  # a compiled build has no __slots__ to compare with
+        assert set(d) == set(names)

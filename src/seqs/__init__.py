@@ -8,7 +8,11 @@ ARP, IPv4, ICMP) → :mod:`seqs.tcp` → :mod:`seqs.sockets` → :mod:`seqs.serv
 
 from .errors import ParseError, SeqsError
 from .stack import Stack, random_mac
+from .tcp import connection as _connection
 
 __version__ = "0.1.0"
 
-__all__ = ["ParseError", "SeqsError", "Stack", "__version__", "random_mac"]
+#: "mypyc" when the hot modules were compiled (``SEQS_MYPYC=1``, see setup.py), else "pure"
+BUILD = "pure" if _connection.__file__.endswith(".py") else "mypyc"
+
+__all__ = ["BUILD", "ParseError", "SeqsError", "Stack", "__version__", "random_mac"]

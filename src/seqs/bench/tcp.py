@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -88,6 +89,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stacks to measure, comma-separated from seqs, kernel, pytcp (default: %(default)s)")
     g.add_argument("--offload", default="off,csum,tso",
                    help="seqs offload modes to measure, those of `seqs up --offload` (default: %(default)s)")
+    g.add_argument("--builds", default="pure",
+                   help="seqs builds to measure, comma-separated: pure (this interpreter), mypyc (the optional "
+                   "compiled build of setup.py, made in bench-results/.mypyc-venv; needs a source checkout and "
+                   "a C compiler); rows of the compiled build have modes like tso+mypyc (default: %(default)s)")
     g.add_argument("--rr-seconds", type=float, default=2.0,
                    help="rr, connrate and concurrency: seconds per measurement (default: %(default)s); "
                    "--count caps transactions or connections per measurement")
@@ -169,13 +174,14 @@ class _Lines:
 
 
 def _start(ns: Namespace, cmd: list[str], ready: str, what: str, logdir: str,
-           timeout: float = 20.0, cpus: set[int] | None = None) -> tuple[subprocess.Popen[str], _Lines]:
+           timeout: float = 20.0, cpus: set[int] | None = None,
+           env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], _Lines]:
     """Start a server in ``ns`` and wait for a stdout line starting with ``ready``;
     its stderr goes to a file, quoted if it fails."""
     log = os.path.join(logdir, f"{what.replace(' ', '_')}.stderr")
     with open(log, "w") as err:
-        proc = ns.popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.PIPE, env=_env(),
-                        preexec_fn=_pinning(cpus))
+        proc = ns.popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.PIPE,
+                        env=_env() if env is None else env, preexec_fn=_pinning(cpus))
     lines = _Lines(proc, what)
     try:
         while True:
@@ -287,6 +293,58 @@ def pytcp_python(args: argparse.Namespace) -> str:
     return py
 
 
+def _source_digest(root: str) -> str:
+    """A digest of the sources a compiled build is made from (to know when to rebuild)."""
+    h = hashlib.sha256()
+    for base, _dirs, files in sorted(os.walk(os.path.join(root, "src", "seqs"))):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(base, name)
+                h.update(path[len(root):].encode())
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    for name in ("setup.py", "pyproject.toml"):
+        with open(os.path.join(root, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def mypyc_python(args: argparse.Namespace) -> str:
+    """An interpreter with the compiled build of these sources (setup.py, ``SEQS_MYPYC=1``)
+    in ``bench-results/.mypyc-venv``, built (about two minutes) when missing or stale."""
+    root = os.path.dirname(_SRC)
+    if not os.path.exists(os.path.join(root, "setup.py")):
+        raise RuntimeError("--builds mypyc needs a source checkout of seqs (setup.py next to src/)")
+    venv = os.path.join("bench-results", ".mypyc-venv")
+    py = os.path.abspath(os.path.join(venv, "bin", "python"))
+    stamp = os.path.join(venv, "seqs-source.sha256")
+    digest = _source_digest(root)
+    if os.path.exists(py) and os.path.exists(stamp):
+        with open(stamp) as f:
+            if f.read().strip() == digest:
+                return py
+    print(f"building the mypyc build of seqs into {venv}", file=sys.stderr)
+    try:
+        if not os.path.exists(py):
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, text=True,
+                           timeout=300)
+        pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "mypy>=1.10", "setuptools>=68", "wheel"], check=True, capture_output=True, text=True,
+                       timeout=600)
+        subprocess.run([*pip, "--no-build-isolation", "--force-reinstall", "--no-deps", root], check=True,
+                       capture_output=True, text=True, timeout=1800, env={**os.environ, "SEQS_MYPYC": "1"})
+        r = subprocess.run([py, "-c", "import seqs; print(seqs.BUILD)"], capture_output=True, text=True,
+                           timeout=60, cwd=venv)
+        if r.stdout.strip() != "mypyc":
+            raise RuntimeError(f"the build in {venv} is not compiled: {r.stdout.strip()} {r.stderr.strip()[-300:]}")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        raise RuntimeError(f"cannot build seqs with mypyc in {venv}: {detail.strip()[-500:]}") from None
+    with open(stamp, "w") as f:
+        f.write(digest)
+    return py
+
+
 # -- the stacks under test --------------------------------------------------------------------
 
 
@@ -320,10 +378,19 @@ class Plan:
     profiles: dict[str, list[Row]] = field(default_factory=dict)
 
 
+def _builds(args: argparse.Namespace) -> list[str]:
+    builds = [b.strip() for b in getattr(args, "builds", "pure").split(",") if b.strip()]
+    bad = [b for b in builds if b not in ("pure", "mypyc")]
+    if bad or not builds:
+        raise ValueError(f"--builds: unknown {bad}; choose from pure, mypyc")
+    return builds
+
+
 def _plan(args: argparse.Namespace, kernel_modes: tuple[str, ...]) -> Plan:
     plan = Plan()
     peers = _peers(args)
     if "seqs" in peers:
+        builds = _builds(args)
         wanted = [m.strip() for m in args.offload.split(",") if m.strip()]
         offered = seqs_offload_modes()
         if offered is None:
@@ -333,11 +400,12 @@ def _plan(args: argparse.Namespace, kernel_modes: tuple[str, ...]) -> Plan:
                 plan.notes.append(f"seqs offload {', '.join(skipped)}: skipped, `seqs up --help` has no --offload "
                                   "(seqs runs without offload)")
         else:
-            for m in wanted:
-                if m in offered:
-                    plan.specs.append(("seqs", m))
-                else:
-                    plan.notes.append(f"seqs offload {m}: skipped, `seqs up --offload` offers {offered}")
+            for build in builds:
+                for m in wanted:
+                    if m in offered:
+                        plan.specs.append(("seqs", m if build == "pure" else f"{m}+{build}"))
+                    elif build == builds[0]:
+                        plan.notes.append(f"seqs offload {m}: skipped, `seqs up --offload` offers {offered}")
     if "kernel" in peers:
         plan.specs += [("kernel", m) for m in kernel_modes]
     if "pytcp" in peers:
@@ -373,15 +441,21 @@ def target(peer: str, mode: str, args: argparse.Namespace, logdir: str,
     with Namespace(f"seqs-bench-{peer}") as ns:
         ns.add_tap("tap0", f"{KERNEL_IP}/24")
         _tune_kernel_side(ns)
+        env = None
         if peer == "seqs":
+            offload, _, build = mode.partition("+")
+            python = sys.executable
+            if build == "mypyc":
+                python = mypyc_python(args)
+                env = {k: v for k, v in _env().items() if k != "PYTHONPATH"}  # the compiled install, not src/
             prof = ["-m", "cProfile", "-o", profile] if profile else []
-            cmd = [sys.executable, *prof, "-m", "seqs", "up", "--tap", "tap0", "--ip", f"{STACK_IP}/24",
+            cmd = [python, *prof, "-m", "seqs", "up", "--tap", "tap0", "--ip", f"{STACK_IP}/24",
                    "--tcp-echo", str(ECHO), "--discard", str(DISCARD), "--chargen", str(CHARGEN)]
             if seqs_offload_modes() is not None:
-                cmd += ["--offload", mode]
+                cmd += ["--offload", offload]
         else:
             cmd = [pytcp_python(args), "-O", PYTCP_SCRIPT, "tap0", f"{STACK_IP}/24"]
-        proc, _ = _start(ns, cmd, "ready", f"{peer} server", logdir, cpus=stack_cpus)
+        proc, _ = _start(ns, cmd, "ready", f"{peer} server", logdir, cpus=stack_cpus, env=env)
         try:
             yield Target(peer, mode, ns, STACK_IP, proc.pid, client_cpus)
         finally:

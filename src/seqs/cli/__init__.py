@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         "  seqs get --tap tap0 --ip 10.0.0.2/24 http://10.0.0.1:8000/file.bin\n"
         "  seqs up --tap tap0 --ip 10.0.0.2/24 --http ./www\n  seqs bench",
     )
+    from .. import BUILD, __version__
+
+    parser.add_argument("--version", action="version",
+                        version=f"seqs {__version__} ({'compiled with mypyc' if BUILD == 'mypyc' else 'pure Python'})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module in (up, connect, get, ping, resolve, ntp, demo, bench):

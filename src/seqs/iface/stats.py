@@ -10,6 +10,14 @@ from __future__ import annotations
 
 __all__ = ["Stats"]
 
+#: the traffic counters, in the order ``as_dict`` gives them (a compiled build has no
+#: ``__slots__`` to read them from)
+_COUNTERS = (
+    "arp_rx", "arp_tx", "icmp_errors_rx", "icmp_errors_tx", "icmp_rx", "icmp_tx", "ipv4_frag_rx",
+    "ipv4_frag_tx", "ipv4_reassembled", "ipv4_rx", "ipv4_tx", "rx_bytes", "rx_frames", "tcp_rx", "tcp_tx",
+    "tx_bytes", "tx_frames", "udp_rx", "udp_tx",
+)
+
 
 class Stats:
     __slots__ = (
@@ -66,7 +74,7 @@ class Stats:
         return sum(self.drops.values())
 
     def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {name: getattr(self, name) for name in self.__slots__ if name != "drops"}
+        out: dict[str, object] = {name: getattr(self, name) for name in _COUNTERS}
         out["drops"] = dict(sorted(self.drops.items()))
         return out
 

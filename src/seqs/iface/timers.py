@@ -40,6 +40,14 @@ class TimerOwner(Protocol):
     def on_timer(self, now: float) -> None: ...
 
 
+def _armed(owner: TimerOwner) -> float | None:
+    """``owner.timer_armed``, read through a call: after ``owner.timer_armed = None``
+    a type checker takes the attribute to stay None across ``owner.on_timer()``, which
+    may re-arm it through :meth:`TimerHeap.update` — and a compiled build (mypyc)
+    checks that belief at run time."""
+    return owner.timer_armed
+
+
 class TimerHeap:
     __slots__ = ("_counter", "_heap", "_sweep_at")
 
@@ -122,7 +130,8 @@ class TimerHeap:
                         continue
                     if want <= now:
                         want = now + 1e-6
-            if owner.timer_armed is None or want < owner.timer_armed:
+            armed = _armed(owner)  # not owner.timer_armed: on_timer may have re-armed it (below)
+            if armed is None or want < armed:
                 owner.timer_armed = want
                 heapq.heappush(heap, (want, next(self._counter), owner))
 

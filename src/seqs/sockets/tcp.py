@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 from ..iface import Interface
 from ..tcp.connection import SYN_RECEIVED, TcpConfig, TcpConnection, window_shift
-from ..tcp.isn import IsnGenerator
+from ..tcp.isn import IsnGenerator, IsnSource
 from ..tcp.seq import unwrap
 from ..tcp.syncookie import SynCookies, decode_ts_options, encode_ts_options
 from ..tcp.trace import Tracer, describe, describe_bytes
@@ -165,7 +165,7 @@ class TcpListener(Notifier):
             st.drop("tcp_too_many_connections")
             table.send_rst(dst, self.port, src, sport, 0, seq + 1, RST | ACK, now)
             return
-        iss = table._isn.isn(dst, self.port, src, sport, now)
+        iss = table.isn_source.isn(dst, self.port, src, sport, now)
         conn = TcpConnection(table, dst, self.port, src, sport, self.config.copy(), iss, now)
         conn._accept_parent = self
         conn.on_established = self._established
@@ -292,7 +292,8 @@ class TcpTable:
         self.max_connections = max_connections
         self._conns: dict[Key, TcpConnection] = {}
         self._listeners: dict[int, list[TcpListener]] = {}
-        self._isn = IsnGenerator(self.rng.getrandbits(128).to_bytes(16, "big"))
+        #: initial sequence numbers (RFC 6528); replaceable, e.g. by a fixed one in tests
+        self.isn_source: IsnSource = IsnGenerator(self.rng.getrandbits(128).to_bytes(16, "big"))
         self._challenge_rate = challenge_ack_rate
         self._challenge_tokens = challenge_ack_rate
         self._challenge_at = 0.0
@@ -330,7 +331,7 @@ class TcpTable:
                 self.rng, lambda p: (remote, port, local, p) in self._conns or p in self._listeners
             )
         now = iface.now
-        iss = self._isn.isn(local, lport, remote, port, now)
+        iss = self.isn_source.isn(local, lport, remote, port, now)
         # each connection owns a copy: changing one (setsockopt) must not change the others
         conn = TcpConnection(self, local, lport, remote, port, (config or self.config).copy(), iss, now)
         self._conns[conn.key] = conn

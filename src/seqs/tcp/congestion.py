@@ -10,6 +10,7 @@ partial ACKs) stays in the connection, because it is the same for both.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 __all__ = ["ALGORITHMS", "CongestionControl", "Cubic", "NewReno", "initial_window"]
 
@@ -20,7 +21,7 @@ def initial_window(mss: int) -> int:
 
 
 class CongestionControl:
-    name = "base"
+    name: ClassVar[str] = "base"
 
     def __init__(self, mss: int) -> None:
         self.mss = mss
@@ -44,7 +45,7 @@ class CongestionControl:
 
 
 class NewReno(CongestionControl):
-    name = "newreno"
+    name: ClassVar[str] = "newreno"
 
     def __init__(self, mss: int) -> None:
         super().__init__(mss)
@@ -70,9 +71,9 @@ class Cubic(CongestionControl):
     """CUBIC, RFC 9438: window growth a cubic function of the time since the last
     reduction, with the Reno-friendly region (§4.3) and fast convergence (§4.7)."""
 
-    name = "cubic"
-    C = 0.4
-    BETA = 0.7
+    name: ClassVar[str] = "cubic"
+    C: ClassVar[float] = 0.4
+    BETA: ClassVar[float] = 0.7
 
     def __init__(self, mss: int) -> None:
         super().__init__(mss)
