@@ -268,6 +268,22 @@ def seqs_offload_modes() -> list[str] | None:
     return m.group(1).split(",") if m else ["off", "csum", "tso"]
 
 
+def _pip_into(venv: str, what: str, installs: list[list[str]], env: dict[str, str] | None = None) -> None:
+    """Make the benchmark's own environment ``venv`` (if missing) and run ``pip install``
+    with each argument list in turn; RuntimeError saying why if that fails."""
+    py = os.path.abspath(os.path.join(venv, "bin", "python"))
+    try:
+        if not os.path.exists(py):
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, text=True,
+                           timeout=300)
+        for extra in installs:
+            subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", *extra], check=True,
+                           capture_output=True, text=True, timeout=1800, env=env)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        raise RuntimeError(f"cannot install {what} into {venv}: {detail.strip()[-500:]}") from None
+
+
 def pytcp_python(args: argparse.Namespace) -> str:
     """An interpreter that imports PyTCP at :data:`PYTCP_VERSION`, installing it into
     ``bench-results/.pytcp-venv`` (pip, from PyPI) if there is none; RuntimeError if that fails."""
@@ -281,15 +297,7 @@ def pytcp_python(args: argparse.Namespace) -> str:
         if r.returncode == 0 and r.stdout.strip() == PYTCP_VERSION:
             return py
     print(f"installing pytcp=={PYTCP_VERSION} into {venv} (the benchmark's own environment)", file=sys.stderr)
-    try:
-        if not os.path.exists(py):
-            subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, text=True,
-                           timeout=300)
-        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        f"pytcp=={PYTCP_VERSION}"], check=True, capture_output=True, text=True, timeout=300)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        detail = getattr(e, "stderr", "") or str(e)
-        raise RuntimeError(f"cannot install pytcp=={PYTCP_VERSION} into {venv}: {detail.strip()[-500:]}") from None
+    _pip_into(venv, f"pytcp=={PYTCP_VERSION}", [[f"pytcp=={PYTCP_VERSION}"]])
     return py
 
 
@@ -324,22 +332,13 @@ def mypyc_python(args: argparse.Namespace) -> str:
             if f.read().strip() == digest:
                 return py
     print(f"building the mypyc build of seqs into {venv}", file=sys.stderr)
-    try:
-        if not os.path.exists(py):
-            subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, text=True,
-                           timeout=300)
-        pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        subprocess.run([*pip, "mypy>=1.10", "setuptools>=68", "wheel"], check=True, capture_output=True, text=True,
-                       timeout=600)
-        subprocess.run([*pip, "--no-build-isolation", "--force-reinstall", "--no-deps", root], check=True,
-                       capture_output=True, text=True, timeout=1800, env={**os.environ, "SEQS_MYPYC": "1"})
-        r = subprocess.run([py, "-c", "import seqs; print(seqs.BUILD)"], capture_output=True, text=True,
-                           timeout=60, cwd=venv)
-        if r.stdout.strip() != "mypyc":
-            raise RuntimeError(f"the build in {venv} is not compiled: {r.stdout.strip()} {r.stderr.strip()[-300:]}")
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        detail = getattr(e, "stderr", "") or str(e)
-        raise RuntimeError(f"cannot build seqs with mypyc in {venv}: {detail.strip()[-500:]}") from None
+    _pip_into(venv, "seqs compiled with mypyc", [["mypy>=1.10", "setuptools>=68", "wheel"],
+                                                 ["--no-build-isolation", "--force-reinstall", "--no-deps", root]],
+              env={**os.environ, "SEQS_MYPYC": "1"})
+    r = subprocess.run([py, "-c", "import seqs; print(seqs.BUILD)"], capture_output=True, text=True,
+                       timeout=60, cwd=venv)
+    if r.stdout.strip() != "mypyc":
+        raise RuntimeError(f"the build in {venv} is not compiled: {r.stdout.strip()} {r.stderr.strip()[-300:]}")
     with open(stamp, "w") as f:
         f.write(digest)
     return py

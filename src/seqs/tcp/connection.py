@@ -471,26 +471,12 @@ class TcpConnection(Notifier):
         if avail > 0:
             if start == 0 and avail <= max_bytes:
                 data = bytes(rbuf)  # everything, in the one copy the caller needs
-                rbuf.clear()
             else:
                 n = avail if avail <= max_bytes else max_bytes
                 data = bytes(memoryview(rbuf)[start : start + n])  # the view is gone before the resize
-                start += n
-                if start == len(rbuf):
-                    rbuf.clear()
-                    start = 0
-                elif start > 65536 and start * 2 > len(rbuf):
-                    del rbuf[:start]
-                    start = 0
-                self._rbuf_start = start
-            if self.state in _TAKES_TEXT:
-                self._window_update_check()
+            self._consumed(start + len(data))
             return data
-        if self.error is not None:
-            raise oserror(self.error)
-        if self.peer_eof or self.state == CLOSED:
-            return b""
-        return None
+        return b"" if self._at_end() else None
 
     def recv_into(self, buf: bytearray | memoryview, nbytes: int = 0) -> int | None:
         """Like :meth:`recv`, into ``buf`` (at most ``nbytes`` if given): the count
@@ -505,22 +491,31 @@ class TcpConnection(Notifier):
                 n = avail if avail <= want else want
                 with memoryview(rbuf) as src:
                     mv[:n] = src[start : start + n]
-            start += n
-            if start == len(rbuf):
-                rbuf.clear()
-                start = 0
-            elif start > 65536 and start * 2 > len(rbuf):
-                del rbuf[:start]
-                start = 0
-            self._rbuf_start = start
-            if self.state in _TAKES_TEXT:
-                self._window_update_check()
+            self._consumed(start + n)
             return n
+        return 0 if self._at_end() else None
+
+    def _consumed(self, start: int) -> None:
+        """The application has read the receive buffer up to ``start``: free what it
+        read (all of it, or the head once it is large) and open the window if that
+        is worth telling the peer."""
+        rbuf = self._rbuf
+        if start == len(rbuf):
+            rbuf.clear()
+            start = 0
+        elif start > 65536 and start * 2 > len(rbuf):
+            del rbuf[:start]
+            start = 0
+        self._rbuf_start = start
+        if self.state in _TAKES_TEXT:
+            self._window_update_check()
+
+    def _at_end(self) -> bool:
+        """Nothing buffered to read: raise the connection's error if it has one; True at
+        the end of the stream, False if more may come."""
         if self.error is not None:
             raise oserror(self.error)
-        if self.peer_eof or self.state == CLOSED:
-            return 0
-        return None
+        return self.peer_eof or self.state == CLOSED
 
     def shutdown_write(self) -> None:
         """Send FIN after the queued data; keep receiving (half-close, RFC 9293 §3.6)."""
