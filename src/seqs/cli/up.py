@@ -243,8 +243,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         # Connections first, the lease last: the peers' ACKs of our FINs must still find
         # our address (releasing it first made every FIN wait out the grace period).
-        if args.stats_file:
-            write_stats(args.stats_file, stack, device, services, dhcp, http)
         for s in services:
             s.close()
         if http is not None:
@@ -253,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
             finish_connections(runner, stack)
         if dhcp is not None:
             dhcp.close()  # releases the lease
+        if args.stats_file:
+            write_stats(args.stats_file, stack, device, services, dhcp, http)
         runner.close()
         log.info("stats: %s", stack.stats.as_dict())
     return 0
