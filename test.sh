@@ -8,9 +8,10 @@ cd "$(dirname "$0")"
 
 # dnsmasq-base is dnsmasq without its system service; chrony has no such split, so its
 # service is kept from starting (below): the DNS/NTP interop tests run their own daemons.
-# busybox brings udhcpc, the DHCP client the DHCP server's interop test leases to.
+# busybox brings udhcpc and isc-dhcp-client brings dhclient, the two DHCP clients the DHCP
+# server's interop tests lease to.
 # hping3 and nmap: the SYN/UDP/ping floods and the port scans of tests/interop/test_attacks_kernel.py.
-DEBIAN_PACKAGES=(iproute2 iputils-ping tshark procps dnsmasq-base chrony busybox hping3 nmap socat netcat-openbsd curl)
+DEBIAN_PACKAGES=(iproute2 iputils-ping tshark procps dnsmasq-base chrony busybox isc-dhcp-client hping3 nmap socat netcat-openbsd curl)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()

@@ -1,12 +1,14 @@
 """DHCP against real implementations, through a TAP device in a namespace:
-seqs' client against dnsmasq, and busybox udhcpc against seqs' server.
+seqs' client against dnsmasq, and busybox udhcpc and ISC dhclient against seqs'
+server.
 
 Each test makes its own namespace (``seqs.netns.Namespace``), runs the real
 program on the kernel side of the TAP and ``seqs up`` on the other, and checks
 what both sides say: seqs' ``ready``/``dhcp EVENT`` lines and ``--stats-file``,
-dnsmasq's lease file and log, udhcpc's script calls and the kernel's address.
+dnsmasq's lease file and log, udhcpc's and dhclient's script calls and the
+kernel's address.
 Every wait is bounded; the namespace and every process in it (dnsmasq,
-udhcpc) are killed when the test ends.
+udhcpc, dhclient) are killed when the test ends.
 """
 
 from __future__ import annotations
@@ -235,6 +237,79 @@ def test_udhcpc_leases_renews_and_releases_from_seqs_server(tmp_path: pathlib.Pa
         udhcpc.send_signal(signal.SIGTERM)
         out, _ = udhcpc.communicate(timeout=15)
         assert "release" in out, out
+        wait_for(lambda: json.loads(saved.read_text())["leases"] == [], 10, "seqs to drop the lease")
+        server = read_stats(seqs.proc, stats)["dhcp"]["server"]
+        assert server["leases"] == [] and server["counts"]["release"] == 1, server
+        code, _out, err = seqs.stop()
+        assert code == 0 and "Traceback" not in err, err
+
+
+# -- ISC dhclient, seqs' server ------------------------------------------------------------------------
+
+
+# dhclient runs this with $reason (PREINIT, BOUND, RENEW, REBIND, RELEASE, ...) and the lease in
+# $new_* variables; like dhclient-script, it gives the kernel side the address.
+_DHCLIENT_SCRIPT = """#!/bin/sh
+echo "$reason ip=$new_ip_address mask=$new_subnet_mask router=$new_routers dns=$new_domain_name_servers \
+lease=$new_dhcp_lease_time serverid=$new_dhcp_server_identifier" >> {events}
+case "$reason" in
+  PREINIT) ip link set dev "$interface" up ;;
+  BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+  RELEASE|EXPIRE|STOP) ip addr flush dev "$interface" ;;
+esac
+exit 0
+"""
+
+_DHCLIENT_CONF = """send host-name "isc";
+request subnet-mask, routers, domain-name-servers, dhcp-lease-time, dhcp-renewal-time, dhcp-rebinding-time;
+"""
+
+
+@pytest.mark.programs("dhclient", "ping")
+def test_isc_dhclient_leases_renews_and_releases_from_seqs_server(tmp_path: pathlib.Path) -> None:
+    """A second client implementation (RFC 2131), with its own idea of timers and options:
+    ISC dhclient binds, renews by unicast at T1 on its own, and `dhclient -r` releases."""
+    net = _prefix()
+    events, stats, saved = tmp_path / "events", tmp_path / "stats.json", tmp_path / "leases.json"
+    events.write_text("")
+    script, conf = tmp_path / "dhclient.sh", tmp_path / "dhclient.conf"
+    script.write_text(_DHCLIENT_SCRIPT.format(events=events))
+    script.chmod(0o755)
+    conf.write_text(_DHCLIENT_CONF)
+    files = ["-sf", str(script), "-cf", str(conf), "-lf", str(tmp_path / "dhclient.leases"),
+             "-pf", str(tmp_path / "dhclient.pid")]
+    with Namespace("seqs-dhcpi") as ns:
+        ns.ip("tuntap", "add", "dev", "tap0", "mode", "tap")  # no address on the kernel side
+        ns.ip("link", "set", "tap0", "up")
+        seqs = ns.start_seqs(["up", "--tap", "tap0", "--ip", f"{net}.1/24", "--dhcp-server",
+                              f"{net}.100-{net}.110", "--lease-time", "20", "--router", f"{net}.1", "--dns",
+                              f"{net}.53", "--stats-file", str(stats), "--dhcp-leases", str(saved)])
+        dhclient = ns.popen(["dhclient", "-d", "-v", "-4", *files, "tap0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        def event_lines() -> list[str]:
+            return events.read_text().splitlines()
+
+        wait_for(lambda: any(x.startswith("BOUND ") for x in event_lines()), 40, "dhclient to bind")
+        bound = next(x for x in event_lines() if x.startswith("BOUND "))
+        ip = re.search(r"ip=(\S+)", bound)[1]  # type: ignore[index]
+        assert ip.startswith(f"{net}.1") and 100 <= int(ip.rsplit(".", 1)[1]) <= 110, bound
+        assert f"mask=255.255.255.0 router={net}.1 dns={net}.53 lease=20 serverid={net}.1" in bound, bound
+        # The kernel side has the address, and it works: the kernel pings seqs from it.
+        addrs = json.loads(ns.ip("-j", "addr", "show", "dev", "tap0"))
+        assert {a["local"] for a in addrs[0]["addr_info"] if a["family"] == "inet"} == {ip}, addrs
+        r = ns.run(["ping", "-n", "-c", "2", "-W", "2", "-w", "10", f"{net}.1"], timeout=20)
+        assert r.returncode == 0, r.stdout + r.stderr
+        # A 20 s lease: T1 at 10 s, and dhclient renews with a unicast DHCPREQUEST (RFC 2131 §4.4.5).
+        wait_for(lambda: any(x.startswith("RENEW ") for x in event_lines()), 40, "dhclient to renew")
+        server = read_stats(seqs.proc, stats)["dhcp"]["server"]
+        assert [(x["address"], x["state"], x["hostname"]) for x in server["leases"]] == [(ip, "bound", "isc")]
+        assert server["counts"]["ack"] >= 2 and server["counts"]["nak"] == 0, server
+        assert [x["address"] for x in json.loads(saved.read_text())["leases"]] == [ip]
+        # dhclient -r: the running client (by its pid file) is stopped and a DHCPRELEASE goes out.
+        r = ns.run(["dhclient", "-r", "-v", *files, "tap0"], timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        dhclient.wait(timeout=15)
         wait_for(lambda: json.loads(saved.read_text())["leases"] == [], 10, "seqs to drop the lease")
         server = read_stats(seqs.proc, stats)["dhcp"]["server"]
         assert server["leases"] == [] and server["counts"]["release"] == 1, server
