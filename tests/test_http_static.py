@@ -6,6 +6,8 @@ from __future__ import annotations
 import email.utils
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -143,9 +145,32 @@ def test_missing_file_is_404_and_root_must_be_a_directory(root: pathlib.Path) ->
         StaticFiles(root / "a.txt")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
-def test_unreadable_file_is_403(root: pathlib.Path) -> None:
-    p = root / "locked"
-    p.write_text("x")
-    p.chmod(0)
-    assert get(StaticFiles(root), "/locked").status == 403
+def test_unreadable_file_is_403(tmp_path: pathlib.Path) -> None:
+    # Root reads a mode-0 file regardless, so as root the request is made by a forked child
+    # that has become nobody (65534), in a tree that nobody may enter.
+    www = pathlib.Path(tempfile.mkdtemp(prefix="seqs-403-"))
+    try:
+        www.chmod(0o755)
+        (www / "open.txt").write_text("y")
+        (www / "open.txt").chmod(0o644)
+        locked = www / "locked"
+        locked.write_text("x")
+        locked.chmod(0)
+        if os.geteuid() != 0:
+            assert get(StaticFiles(www), "/locked").status == 403
+            assert get(StaticFiles(www), "/open.txt").status == 200
+            return
+        pid = os.fork()
+        if pid == 0:  # the child: report the two statuses through the exit code
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                statuses = (get(StaticFiles(www), "/locked").status, get(StaticFiles(www), "/open.txt").status)
+                code = 0 if statuses == (403, 200) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "as nobody: expected 403 for the mode-0 file, 200 beside it"
+    finally:
+        shutil.rmtree(www)
