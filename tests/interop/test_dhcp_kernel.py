@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from seqs.netns import Namespace
+from seqs.netns import Namespace, SeqsProcess
 
 pytestmark = pytest.mark.interop
 
@@ -179,6 +179,57 @@ def test_seqs_client_declines_an_address_the_kernel_already_uses(tmp_path: pathl
         assert f"{net}.60 " not in leases.read_text()
 
 
+# -- seqs' server, a kernel-side client: what both client tests check ------------------------------
+
+
+def _start_seqs_dhcp_server(ns: Namespace, net: str, stats: pathlib.Path, saved: pathlib.Path) -> SeqsProcess:
+    """tap0 with no address on the kernel side, and `seqs up` serving .100-.110 with 20 s leases."""
+    ns.ip("tuntap", "add", "dev", "tap0", "mode", "tap")
+    ns.ip("link", "set", "tap0", "up")
+    return ns.start_seqs(["up", "--tap", "tap0", "--ip", f"{net}.1/24", "--dhcp-server",
+                          f"{net}.100-{net}.110", "--lease-time", "20", "--router", f"{net}.1", "--dns",
+                          f"{net}.53", "--stats-file", str(stats), "--dhcp-leases", str(saved)])
+
+
+def _lines(path: pathlib.Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def _kernel_side_bound(ns: Namespace, net: str, events: pathlib.Path, word: str, options: str,
+                       who: str, timeout: float) -> str:
+    """Wait for the client's script to log ``word`` (its name for "bound"), check the lease it
+    logged (``options``: how that client spells mask, router, DNS, lease and server id), and
+    that the kernel side has the address and pings seqs from it.  Returns the address."""
+    wait_for(lambda: any(x.startswith(word) for x in _lines(events)), timeout, f"{who} to bind")
+    bound = next(x for x in _lines(events) if x.startswith(word))
+    ip = re.search(r"ip=(\S+)", bound)[1]  # type: ignore[index]
+    assert ip.startswith(f"{net}.1") and 100 <= int(ip.rsplit(".", 1)[1]) <= 110, bound
+    assert options in bound, bound
+    addrs = json.loads(ns.ip("-j", "addr", "show", "dev", "tap0"))
+    assert {a["local"] for a in addrs[0]["addr_info"] if a["family"] == "inet"} == {ip}, addrs
+    r = ns.run(["ping", "-n", "-c", "2", "-W", "2", "-w", "10", f"{net}.1"], timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return ip
+
+
+def _assert_one_binding(seqs: SeqsProcess, stats: pathlib.Path, saved: pathlib.Path, ip: str, hostname: str,
+                        min_acks: int) -> None:
+    """seqs' server holds exactly this binding, in its table and in its lease file."""
+    server = read_stats(seqs.proc, stats)["dhcp"]["server"]
+    assert [(x["address"], x["state"], x["hostname"]) for x in server["leases"]] == [(ip, "bound", hostname)]
+    assert server["counts"]["ack"] >= min_acks and server["counts"]["nak"] == 0, server
+    assert [x["address"] for x in json.loads(saved.read_text())["leases"]] == [ip]
+
+
+def _assert_released_and_stop(seqs: SeqsProcess, stats: pathlib.Path, saved: pathlib.Path) -> None:
+    """After the client's DHCPRELEASE seqs frees the address, then exits cleanly."""
+    wait_for(lambda: json.loads(saved.read_text())["leases"] == [], 10, "seqs to drop the lease")
+    server = read_stats(seqs.proc, stats)["dhcp"]["server"]
+    assert server["leases"] == [] and server["counts"]["release"] == 1, server
+    code, _out, err = seqs.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
 # -- busybox udhcpc's client, seqs' server ----------------------------------------------------------
 
 
@@ -202,46 +253,23 @@ def test_udhcpc_leases_renews_and_releases_from_seqs_server(tmp_path: pathlib.Pa
     script.write_text(_UDHCPC_SCRIPT.format(events=events))
     script.chmod(0o755)
     with Namespace("seqs-dhcps") as ns:
-        ns.ip("tuntap", "add", "dev", "tap0", "mode", "tap")  # no address on the kernel side
-        ns.ip("link", "set", "tap0", "up")
-        seqs = ns.start_seqs(["up", "--tap", "tap0", "--ip", f"{net}.1/24", "--dhcp-server",
-                              f"{net}.100-{net}.110", "--lease-time", "20", "--router", f"{net}.1", "--dns",
-                              f"{net}.53", "--stats-file", str(stats), "--dhcp-leases", str(saved)])
+        seqs = _start_seqs_dhcp_server(ns, net, stats, saved)
         udhcpc = ns.popen(["busybox", "udhcpc", "-f", "-i", "tap0", "-s", str(script), "-t", "10", "-T", "2",
                            "-R", "-x", "hostname:bbox"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-        def event_lines() -> list[str]:
-            return events.read_text().splitlines()
-
-        wait_for(lambda: any(x.startswith("bound ") for x in event_lines()), 30, "udhcpc to bind")
-        bound = next(x for x in event_lines() if x.startswith("bound "))
-        ip = re.search(r"ip=(\S+)", bound)[1]  # type: ignore[index]
-        assert ip.startswith(f"{net}.1") and 100 <= int(ip.rsplit(".", 1)[1]) <= 110, bound
-        assert f"mask=24 router={net}.1 dns={net}.53 lease=20 serverid={net}.1" in bound, bound
-        # The kernel side has the address, and it works: the kernel pings seqs from it.
-        addrs = json.loads(ns.ip("-j", "addr", "show", "dev", "tap0"))
-        assert {a["local"] for a in addrs[0]["addr_info"] if a["family"] == "inet"} == {ip}, addrs
-        r = ns.run(["ping", "-n", "-c", "2", "-W", "2", "-w", "10", f"{net}.1"], timeout=20)
-        assert r.returncode == 0, r.stdout + r.stderr
+        ip = _kernel_side_bound(ns, net, events, "bound ",
+                                f"mask=24 router={net}.1 dns={net}.53 lease=20 serverid={net}.1", "udhcpc", 30)
         # A 20 s lease: udhcpc renews on its own (unicast DHCPREQUEST) ...
-        wait_for(lambda: any(x.startswith("renew ") for x in event_lines()), 30, "udhcpc to renew")
+        wait_for(lambda: any(x.startswith("renew ") for x in _lines(events)), 30, "udhcpc to renew")
         # ... and on SIGUSR1.
-        renewals = sum(x.startswith("renew ") for x in event_lines())
+        renewals = sum(x.startswith("renew ") for x in _lines(events))
         udhcpc.send_signal(signal.SIGUSR1)
-        wait_for(lambda: sum(x.startswith("renew ") for x in event_lines()) > renewals, 15, "a forced renewal")
-        server = read_stats(seqs.proc, stats)["dhcp"]["server"]
-        assert [(x["address"], x["state"], x["hostname"]) for x in server["leases"]] == [(ip, "bound", "bbox")]
-        assert server["counts"]["ack"] >= 3 and server["counts"]["nak"] == 0, server
-        assert [x["address"] for x in json.loads(saved.read_text())["leases"]] == [ip]
+        wait_for(lambda: sum(x.startswith("renew ") for x in _lines(events)) > renewals, 15, "a forced renewal")
+        _assert_one_binding(seqs, stats, saved, ip, "bbox", min_acks=3)
         # SIGTERM with -R: udhcpc releases the lease, and seqs frees the address.
         udhcpc.send_signal(signal.SIGTERM)
         out, _ = udhcpc.communicate(timeout=15)
         assert "release" in out, out
-        wait_for(lambda: json.loads(saved.read_text())["leases"] == [], 10, "seqs to drop the lease")
-        server = read_stats(seqs.proc, stats)["dhcp"]["server"]
-        assert server["leases"] == [] and server["counts"]["release"] == 1, server
-        code, _out, err = seqs.stop()
-        assert code == 0 and "Traceback" not in err, err
+        _assert_released_and_stop(seqs, stats, saved)
 
 
 # -- ISC dhclient, seqs' server ------------------------------------------------------------------------
@@ -279,39 +307,17 @@ def test_isc_dhclient_leases_renews_and_releases_from_seqs_server(tmp_path: path
     files = ["-sf", str(script), "-cf", str(conf), "-lf", str(tmp_path / "dhclient.leases"),
              "-pf", str(tmp_path / "dhclient.pid")]
     with Namespace("seqs-dhcpi") as ns:
-        ns.ip("tuntap", "add", "dev", "tap0", "mode", "tap")  # no address on the kernel side
-        ns.ip("link", "set", "tap0", "up")
-        seqs = ns.start_seqs(["up", "--tap", "tap0", "--ip", f"{net}.1/24", "--dhcp-server",
-                              f"{net}.100-{net}.110", "--lease-time", "20", "--router", f"{net}.1", "--dns",
-                              f"{net}.53", "--stats-file", str(stats), "--dhcp-leases", str(saved)])
+        seqs = _start_seqs_dhcp_server(ns, net, stats, saved)
         dhclient = ns.popen(["dhclient", "-d", "-v", "-4", *files, "tap0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-        def event_lines() -> list[str]:
-            return events.read_text().splitlines()
-
-        wait_for(lambda: any(x.startswith("BOUND ") for x in event_lines()), 40, "dhclient to bind")
-        bound = next(x for x in event_lines() if x.startswith("BOUND "))
-        ip = re.search(r"ip=(\S+)", bound)[1]  # type: ignore[index]
-        assert ip.startswith(f"{net}.1") and 100 <= int(ip.rsplit(".", 1)[1]) <= 110, bound
-        assert f"mask=255.255.255.0 router={net}.1 dns={net}.53 lease=20 serverid={net}.1" in bound, bound
-        # The kernel side has the address, and it works: the kernel pings seqs from it.
-        addrs = json.loads(ns.ip("-j", "addr", "show", "dev", "tap0"))
-        assert {a["local"] for a in addrs[0]["addr_info"] if a["family"] == "inet"} == {ip}, addrs
-        r = ns.run(["ping", "-n", "-c", "2", "-W", "2", "-w", "10", f"{net}.1"], timeout=20)
-        assert r.returncode == 0, r.stdout + r.stderr
+        ip = _kernel_side_bound(ns, net, events, "BOUND ",
+                                f"mask=255.255.255.0 router={net}.1 dns={net}.53 lease=20 serverid={net}.1",
+                                "dhclient", 40)
         # A 20 s lease: T1 at 10 s, and dhclient renews with a unicast DHCPREQUEST (RFC 2131 §4.4.5).
-        wait_for(lambda: any(x.startswith("RENEW ") for x in event_lines()), 40, "dhclient to renew")
-        server = read_stats(seqs.proc, stats)["dhcp"]["server"]
-        assert [(x["address"], x["state"], x["hostname"]) for x in server["leases"]] == [(ip, "bound", "isc")]
-        assert server["counts"]["ack"] >= 2 and server["counts"]["nak"] == 0, server
-        assert [x["address"] for x in json.loads(saved.read_text())["leases"]] == [ip]
+        wait_for(lambda: any(x.startswith("RENEW ") for x in _lines(events)), 40, "dhclient to renew")
+        _assert_one_binding(seqs, stats, saved, ip, "isc", min_acks=2)
         # dhclient -r: the running client (by its pid file) is stopped and a DHCPRELEASE goes out.
         r = ns.run(["dhclient", "-r", "-v", *files, "tap0"], timeout=30)
         assert r.returncode == 0, r.stdout + r.stderr
         dhclient.wait(timeout=15)
-        wait_for(lambda: json.loads(saved.read_text())["leases"] == [], 10, "seqs to drop the lease")
-        server = read_stats(seqs.proc, stats)["dhcp"]["server"]
-        assert server["leases"] == [] and server["counts"]["release"] == 1, server
-        code, _out, err = seqs.stop()
-        assert code == 0 and "Traceback" not in err, err
+        _assert_released_and_stop(seqs, stats, saved)
