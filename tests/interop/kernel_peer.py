@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from tcp_streams import Sink, chargen, stream
+from tcp_streams import Sink, StreamSender, chargen, stream
 
 
 def out(**fields: Any) -> None:
@@ -56,26 +56,15 @@ def mode_echo(args: argparse.Namespace) -> None:
     """Send ``nbytes`` of the seeded stream from a thread, read the echo here; half-close
     after the last byte, so the server's EOF ends the read."""
     s = connect(args)
-    errors: list[BaseException] = []
-
-    def send() -> None:
-        try:
-            for piece in stream(args.nbytes, args.seed):
-                s.sendall(piece)
-            s.shutdown(socket.SHUT_WR)
-        except BaseException as e:
-            errors.append(e)
-
     t0 = time.monotonic()
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
+    sender = StreamSender(s, args.nbytes, args.seed)
     sink = Sink()
     read_all(s, sink)
     seconds = time.monotonic() - t0
-    sender.join(args.timeout)
-    s.close()
-    if errors:
-        raise errors[0]
+    try:
+        sender.finish(args.timeout)
+    finally:
+        s.close()
     out(received=sink.count, sha256=sink.digest, seconds=seconds)
 
 

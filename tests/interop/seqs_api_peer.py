@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
-import threading
 import time
 from typing import Any
 
-from tcp_streams import Sink, stream
+from tcp_streams import Sink, StreamSender, stream
 
 from seqs.phy.tap import TapDevice
 from seqs.runtime import AsyncHost, Host
@@ -60,28 +58,13 @@ def socket_echo(args: argparse.Namespace) -> None:
                     raise
                 time.sleep(0.1)
         with s:
-            errors: list[BaseException] = []
-
-            def send() -> None:
-                try:
-                    for piece in stream(args.nbytes, args.seed):
-                        s.sendall(piece)
-                    s.shutdown(socket.SHUT_WR)
-                except BaseException as e:
-                    errors.append(e)
-
-            sender = threading.Thread(target=send, daemon=True)
-            sender.start()
+            sender = StreamSender(s, args.nbytes, args.seed)
             sink = Sink()
             with s.makefile("rb") as f:
                 while chunk := f.read1(1 << 20):
                     sink.write(chunk)
             seconds = time.monotonic() - t0
-            sender.join(args.timeout)
-            if errors:
-                raise errors[0]
-            if sender.is_alive():
-                raise TimeoutError("sendall still running after the echo ended")
+            sender.finish(args.timeout)
         # Our FIN (shutdown) went first and the server's answered it: once both are
         # acknowledged the connection rests in TIME-WAIT (RFC 9293 §3.6).
         host.wait_for(lambda: all(c.state_name in ("TIME-WAIT", "CLOSED") for c in host.stack.tcp.connections),

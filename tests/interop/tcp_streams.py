@@ -15,7 +15,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
+import socket
+import threading
 from collections.abc import Iterator
+from typing import Protocol
 
 from seqs.services.tcp_basic import chargen_pattern
 
@@ -82,3 +85,35 @@ class Sink:
     @property
     def digest(self) -> str:
         return self._h.hexdigest()
+
+
+class _Writable(Protocol):
+    def sendall(self, data: memoryview, /) -> None: ...
+    def shutdown(self, how: int, /) -> None: ...
+
+
+class StreamSender:
+    """Sends ``stream(n, seed)`` on a socket (the kernel's, or seqs' socket-like one) from a
+    thread, then shuts down writing (FIN), while the caller reads the echo."""
+
+    def __init__(self, sock: _Writable, n: int, seed: int) -> None:
+        self._sock, self._n, self._seed = sock, n, seed
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for piece in stream(self._n, self._seed):
+                self._sock.sendall(piece)
+            self._sock.shutdown(socket.SHUT_WR)
+        except BaseException as e:
+            self._errors.append(e)
+
+    def finish(self, timeout: float) -> None:
+        """Wait for the sender; raise what it raised, or TimeoutError if it is still sending."""
+        self._thread.join(timeout)
+        if self._errors:
+            raise self._errors[0]
+        if self._thread.is_alive():
+            raise TimeoutError("sendall still running after the echo ended")
