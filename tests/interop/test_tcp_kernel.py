@@ -201,6 +201,20 @@ def seqs_up(link: Link) -> Iterator[Callable[..., TcpHost]]:
         pytest.fail("\n".join(failures))
 
 
+def _all_concurrent_echoes_intact(host: TcpHost, res: dict[str, Any], n: int, size: int, drain: float
+                                  ) -> dict[str, Any]:
+    """The kernel peer's ``concurrent`` run: all ``n`` connections opened, finished and came
+    back intact, overlapping; seqs' table drains and its echo service counted every byte.
+    Returns seqs' final snapshot."""
+    assert res["connected"] == n and res["finished"] == n and res["intact"] == n, res
+    assert res["peak_open"] > n // 2, res  # they really overlapped
+    snap = host.wait_drained(drain)
+    assert snap["tcp_connections"] == 0, snap["tcp_states"]
+    echo = host.service(snap, "tcp-echo")
+    assert (echo["accepted"], echo["bytes_in"], echo["bytes_out"]) == (n, n * size, n * size), echo
+    return snap
+
+
 def assert_healthy(host: TcpHost, snap: dict[str, Any]) -> None:
     """No drop that means a bug or an overload, and no RTO storm: every RTO must answer
     a frame really lost — dropped by the fault injector, or by the kernel at the TAP
@@ -361,12 +375,7 @@ def test_200_concurrent_echo_connections_all_intact(seqs_up: Callable[..., TcpHo
     n, size = 200, 64 * 1024
     res = host.link.kernel("concurrent", port=ECHO, count=n, nbytes=size, seed=100, deadline=150, timeout=180)
     throughput(f"{n} concurrent echo connections (total, each way)", res["bytes"], res["seconds"])
-    assert res["connected"] == n and res["finished"] == n and res["intact"] == n, res
-    assert res["peak_open"] > n // 2, res  # they really overlapped
-    snap = host.wait_drained(10.0)
-    assert snap["tcp_connections"] == 0, snap["tcp_states"]
-    echo = host.service(snap, "tcp-echo")
-    assert (echo["accepted"], echo["bytes_in"], echo["bytes_out"]) == (n, n * size, n * size), echo
+    snap = _all_concurrent_echoes_intact(host, res, n, size, drain=10.0)
     assert_healthy(host, snap)
 
 
@@ -548,12 +557,7 @@ def test_lossy_50_concurrent_echo_connections_all_intact(seqs_up: Callable[..., 
     host = seqs_up("--loss", str(LOSS), "--fault-seed", "17")
     res = host.link.kernel("concurrent", port=ECHO, count=n, nbytes=size, seed=200, deadline=240, timeout=300)
     throughput(f"2% loss: {n} concurrent echo connections (total, each way)", res["bytes"], res["seconds"])
-    assert res["connected"] == n and res["finished"] == n and res["intact"] == n, res
-    assert res["peak_open"] > n // 2, res  # they really overlapped
-    snap = host.wait_drained(30.0)
-    assert snap["tcp_connections"] == 0, snap["tcp_states"]
-    echo = host.service(snap, "tcp-echo")
-    assert (echo["accepted"], echo["bytes_in"], echo["bytes_out"]) == (n, n * size, n * size), echo
+    snap = _all_concurrent_echoes_intact(host, res, n, size, drain=30.0)
     print(f"faults: {snap['faults']}, drops: {snap['stats']['drops']}")
     assert snap["faults"]["tx_dropped"] > 0 and snap["faults"]["rx_dropped"] > 0, snap["faults"]
     assert_healthy(host, snap)
