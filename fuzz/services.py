@@ -38,7 +38,7 @@ import dataclasses
 import math
 import random
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from seqs import Stack
 from seqs._typing import BytesLike
@@ -175,6 +175,19 @@ class _Driver:
     def check(self) -> None:
         check_stack(self.stack)
 
+    def wait(self, r: Reader) -> None:
+        """A ``dt:u8`` record: time moves on."""
+        self.step(service_dt(r.u8()))
+
+    @staticmethod
+    def play(r: Reader, records: Sequence[Callable[[Reader], None]]) -> None:
+        """Up to :data:`MAX_RECORDS` records, each a kind byte (taken modulo the number of
+        kinds) that chooses its handler, which reads the rest of the record."""
+        for _ in range(MAX_RECORDS):
+            if r.left <= 0:
+                break
+            records[r.u8() % len(records)](r)
+
 
 def _finite_or_none(d: float | None) -> bool:
     return d is None or math.isfinite(d)
@@ -289,6 +302,11 @@ class DhcpClientHost(_Driver):
         self.deliver(udp_frame(bytes(payload), src=DHCP_SERVER_IP, dst=BROADCAST_IP, sport=wd.SERVER_PORT,
                                dport=wd.CLIENT_PORT, mac_dst=weth.BROADCAST))
 
+    def unreachable(self, r: Reader) -> None:
+        """ICMP port unreachable about our last datagram to the server."""
+        self.deliver(port_unreachable(ours=self.stack.iface.address, server=DHCP_SERVER_IP,
+                                      sport=wd.CLIENT_PORT, dport=wd.SERVER_PORT))
+
     def arp(self, r: Reader) -> None:
         """``3 op:u8 who:u8 sha:6``: who % 4 picks (spa, tpa): (offered, offered), (0, offered)
         (a probe), (server, interface), (offered, 0); op odd: request."""
@@ -344,23 +362,7 @@ def run_dhcp_client(data: bytes) -> set[str]:
     r = Reader(data)
     host = DhcpClientHost(r.u8(), r.u8())
     assert host.client.state == host.target_state, (host.client.state, host.target_state)
-    for _ in range(MAX_RECORDS):
-        if r.left <= 0:
-            break
-        kind = r.u8() % 6
-        if kind == 0:
-            host.reply(r)
-        elif kind == 1:
-            host.raw(r)
-        elif kind == 2:
-            host.step(service_dt(r.u8()))
-        elif kind == 3:
-            host.arp(r)
-        elif kind == 4:
-            host.deliver(port_unreachable(ours=host.stack.iface.address, server=DHCP_SERVER_IP,
-                                          sport=wd.CLIENT_PORT, dport=wd.SERVER_PORT))
-        else:
-            host.user(r)
+    host.play(r, [host.reply, host.raw, host.wait, host.arp, host.unreachable, host.user])
     for _ in range(8):
         host.step(3600.0)  # retransmissions, probes, renewals and (short) leases run out
     host.client.close()
@@ -495,8 +497,11 @@ class DhcpServerHost(_Driver):
         self.deliver(udp_frame(bytes(payload), src=0, dst=BROADCAST_IP, sport=wd.CLIENT_PORT,
                                dport=wd.SERVER_PORT, mac_dst=weth.BROADCAST))
 
-    def restart(self) -> None:
-        """The program restarts: the bound leases go through the JSON file to a new server."""
+    def restart(self, r: Reader) -> None:
+        """The program restarts (at most twice): the bound leases go through the JSON file to
+        a new server."""
+        if self.restarts >= 2:
+            return
         old = self.server
         text = old.to_json(self.now, WALL + self.now)
         bound = {(x.mac, x.address, x.hostname) for x in old.leases() if x.state == "bound" and x.expires_at > self.now}
@@ -545,18 +550,7 @@ def run_dhcp_server(data: bytes) -> set[str]:
     minutes), opts & 4 the MTU option."""
     r = Reader(data)
     host = DhcpServerHost(r.u8(), r.u8())
-    for _ in range(MAX_RECORDS):
-        if r.left <= 0:
-            break
-        kind = r.u8() % 4
-        if kind == 0:
-            host.request(r)
-        elif kind == 1:
-            host.raw(r)
-        elif kind == 2:
-            host.step(service_dt(r.u8()))
-        elif host.restarts < 2:
-            host.restart()
+    host.play(r, [host.request, host.raw, host.wait, host.restart])
     host.step(3600.0)  # every offer, lease and decline hold runs out
     s = host.server
     assert len(s) == 0 and s.free == s.pool_size, (len(s), s.free, s.pool_size)
@@ -732,7 +726,7 @@ class DnsHost(_Driver):
             self._segment(conn, wtcp.RST | wtcp.ACK)
         self.step(0.0)
 
-    def unreachable(self) -> None:
+    def unreachable(self, r: Reader) -> None:
         q = self._query(len(self.queries) - 1)
         tries = [t for t in (q._tries if q is not None else []) if t.sock is not None]
         if tries and tries[-1].sock is not None:
@@ -807,22 +801,7 @@ def run_dns(data: bytes) -> set[str]:
     attempts, 8 no cache."""
     r = Reader(data)
     host = DnsHost(r.u8(), r.u8())
-    for _ in range(MAX_RECORDS):
-        if r.left <= 0:
-            break
-        kind = r.u8() % 6
-        if kind == 0:
-            host.udp_reply(r)
-        elif kind == 1:
-            host.udp_raw(r)
-        elif kind == 2:
-            host.step(service_dt(r.u8()))
-        elif kind == 3:
-            host.tcp(r)
-        elif kind == 4:
-            host.unreachable()
-        else:
-            host.user(r)
+    host.play(r, [host.udp_reply, host.udp_raw, host.wait, host.tcp, host.unreachable, host.user])
     # Every try, every TCP fallback, FIN-WAIT and TIME-WAIT run out; each timeout may start
     # the next try (a CNAME restarts the count), so time moves in steps.
     for _ in range(60):
@@ -888,6 +867,22 @@ class NtpHost(_Driver):
         self.deliver(udp_frame(bytes(pkt) + extra, src=NTP_SERVER, dst=HOST_IP,
                                sport=124 if flags & 16 else self.config.port, dport=self.query._sock.local_port))
 
+    def raw(self, r: Reader) -> None:
+        """Raw bytes from the server's port to ours (:func:`raw_record`'s layout)."""
+        r.u8()
+        payload = r.take(r.u16() % 1500)
+        self.deliver(udp_frame(payload, src=NTP_SERVER, dst=HOST_IP, sport=self.config.port,
+                               dport=self.query._sock.local_port))
+
+    def unreachable(self, r: Reader) -> None:
+        """ICMP port unreachable about our request."""
+        self.deliver(port_unreachable(ours=HOST_IP, server=NTP_SERVER, sport=self.query._sock.local_port,
+                                      dport=self.config.port))
+
+    def cancel(self, r: Reader) -> None:
+        self.query.cancel()
+        self.step(0.0)
+
 
 def check_ntp(q: NtpQuery) -> None:
     """Samples are finite and never more than requests; only NtpError reaches the user; a
@@ -917,25 +912,7 @@ def run_ntp(data: bytes) -> set[str]:
     r = Reader(data)
     host = NtpHost(r.u8(), r.u8())
     q = host.query
-    for _ in range(MAX_RECORDS):
-        if r.left <= 0:
-            break
-        kind = r.u8() % 5
-        if kind == 0:
-            host.reply(r)
-        elif kind == 1:
-            r.u8()
-            payload = r.take(r.u16() % 1500)
-            host.deliver(udp_frame(payload, src=NTP_SERVER, dst=HOST_IP, sport=host.config.port,
-                                   dport=q._sock.local_port))
-        elif kind == 2:
-            host.step(service_dt(r.u8()))
-        elif kind == 3:
-            host.deliver(port_unreachable(ours=HOST_IP, server=NTP_SERVER, sport=q._sock.local_port,
-                                          dport=host.config.port))
-        else:
-            q.cancel()
-            host.step(0.0)
+    host.play(r, [host.reply, host.raw, host.wait, host.unreachable, host.cancel])
     for _ in range(2 * host.config.samples + 2):  # each request times out in turn
         host.step(2.0)
     assert q.done, (q.sent, q.samples)
