@@ -165,13 +165,18 @@ class TcpListener(Notifier):
             st.drop("tcp_too_many_connections")
             table.send_rst(dst, self.port, src, sport, 0, seq + 1, RST | ACK, now)
             return
-        iss = table.isn_source.isn(dst, self.port, src, sport, now)
-        conn = TcpConnection(table, dst, self.port, src, sport, self.config.copy(), iss, now)
-        conn._accept_parent = self
-        conn.on_established = self._established
-        table._conns[conn.key] = conn
+        conn = self._new_connection(dst, src, sport, table.isn_source.isn(dst, self.port, src, sport, now), now)
         self._half_open[conn.key] = conn
         conn.open_passive(seq, wnd, o, now)
+
+    def _new_connection(self, dst: int, src: int, sport: int, iss: int, now: float) -> TcpConnection:
+        """A connection of this listener's, in the table, that joins the accept queue
+        once established (from a SYN, or from the ACK that returns a SYN cookie)."""
+        conn = TcpConnection(self.table, dst, self.port, src, sport, self.config.copy(), iss, now)
+        conn._accept_parent = self
+        conn.on_established = self._established
+        self.table._conns[conn.key] = conn
+        return conn
 
     def _established(self, conn: TcpConnection) -> None:
         self._half_open.pop(conn.key, None)
@@ -263,10 +268,7 @@ class TcpListener(Notifier):
         if len(table._conns) >= table.max_connections:
             st.drop("tcp_too_many_connections")
             return False
-        conn = TcpConnection(table, dst, port, src, sport, c.copy(), iss, now)
-        conn._accept_parent = self
-        conn.on_established = self._established
-        table._conns[conn.key] = conn
+        conn = self._new_connection(dst, src, sport, iss, now)
         conn.open_from_cookie(irs, wtcp.TcpOptions(mss=mss, wscale=wscale, sack_permitted=sackp, timestamp=ts),
                               ts_offset, now)
         if table.tracer is not None:
