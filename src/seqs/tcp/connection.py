@@ -1436,8 +1436,7 @@ class TcpConnection(Notifier):
         fin_seq = self._fin_seq
         rcv_nxt = self.rcv_nxt
         step = size or n
-        fast = (self._l2 is not None and now < self._l2_until and not (self._ooo and self.sack_ok)
-                and self.table.tracer is None)
+        fast = self._fast_path_open(now)
         with memoryview(self._sbuf) as mv:
             s = seq
             while s < end_seq:
@@ -1504,13 +1503,7 @@ class TcpConnection(Notifier):
             self._segs_unacked = 0
             self._delack_at = None
         self._tx_segments += 1
-        if (
-            options is None
-            and self._l2 is not None
-            and now < self._l2_until
-            and not (self._ooo and self.sack_ok)
-            and self.table.tracer is None
-        ):
+        if options is None and self._fast_path_open(now):
             self._emit_fast(seq & _MASK, ack & _MASK, flags, payload, now, window)
             return
         if options is None:
@@ -1569,6 +1562,13 @@ class TcpConnection(Notifier):
         st.tx_bytes += len(frame)
         st.ipv4_tx += 1
         st.tcp_tx += 1
+
+    def _fast_path_open(self, now: float) -> bool:
+        """Whether a segment without options beyond timestamps may go out through
+        :meth:`_emit_fast`: the neighbour's MAC is fresh, no SACK blocks are owed and no
+        tracer wants to see it."""
+        return (self._l2 is not None and now < self._l2_until and not (self._ooo and self.sack_ok)
+                and self.table.tracer is None)
 
     def _emit_fast(self, seq: int, ack: int, flags: int, payload: BytesLike, now: float, window: int) -> None:
         """The common segment — to a neighbour whose MAC is known, with no option but
