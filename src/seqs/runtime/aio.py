@@ -77,11 +77,9 @@ class AsyncRunner:
         for _ in range(_BATCHES):
             n = read(receive, now, _BATCH)
             if n:
+                # what a batch caused leaves before the next is read (as in poller.Runner)
                 self.stack.iface.poll(now)
-                tx = self.stack.iface.take_tx()
-                send = self.device.send
-                for frame in tx:
-                    send(frame, now)
+                self._flush(now)
             if n < _BATCH:
                 break
         self._service()
@@ -98,13 +96,17 @@ class AsyncRunner:
         now = self.loop.time()
         self.device.poll(now)
         self.stack.poll(now)
+        self._flush(now)
+        self.turns += 1
+        self._rearm()
+
+    def _flush(self, now: float) -> None:
+        """Write out what the stack has produced."""
         tx = self.stack.iface.take_tx()
         if tx:
             send = self.device.send
             for frame in tx:
                 send(frame, now)
-        self.turns += 1
-        self._rearm()
 
     def _rearm(self) -> None:
         ds = [d for d in (self.stack.next_deadline(), self.device.next_deadline()) if d is not None]
