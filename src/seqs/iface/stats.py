@@ -10,8 +10,8 @@ from __future__ import annotations
 
 __all__ = ["Stats"]
 
-#: the traffic counters, in the order ``as_dict`` gives them (a compiled build has no
-#: ``__slots__`` to read them from)
+#: the traffic counters, in the order ``as_dict`` gives them (read from here, not from
+#: ``__slots__``: a compiled build has none to read)
 _COUNTERS = (
     "arp_rx", "arp_tx", "icmp_errors_rx", "icmp_errors_tx", "icmp_rx", "icmp_tx", "ipv4_frag_rx",
     "ipv4_frag_tx", "ipv4_reassembled", "ipv4_rx", "ipv4_tx", "rx_bytes", "rx_frames", "tcp_rx", "tcp_tx",
@@ -20,28 +20,7 @@ _COUNTERS = (
 
 
 class Stats:
-    __slots__ = (
-        "arp_rx",
-        "arp_tx",
-        "drops",
-        "icmp_errors_rx",
-        "icmp_errors_tx",
-        "icmp_rx",
-        "icmp_tx",
-        "ipv4_frag_rx",
-        "ipv4_frag_tx",
-        "ipv4_reassembled",
-        "ipv4_rx",
-        "ipv4_tx",
-        "rx_bytes",
-        "rx_frames",
-        "tcp_rx",
-        "tcp_tx",
-        "tx_bytes",
-        "tx_frames",
-        "udp_rx",
-        "udp_tx",
-    )
+    __slots__ = (*_COUNTERS, "drops")
 
     def __init__(self) -> None:
         self.rx_frames = 0
