@@ -32,16 +32,25 @@ class UpHost:
 
     def stats(self, timeout: float = 15.0) -> dict[str, Any]:
         """Ask for a snapshot (SIGUSR1) and read it once it is newer than the request."""
-        before = self.stats_file.stat().st_mtime_ns if self.stats_file.exists() else 0
+        # Each snapshot is a new file renamed into place: a new inode, even when two
+        # land within one tick of the file system's clock (same mtime).
+        before = self._version()
         os.kill(self.proc.pid, signal.SIGUSR1)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.stats_file.exists() and self.stats_file.stat().st_mtime_ns != before:
+            if (now := self._version()) is not None and now != before:
                 with contextlib.suppress(ValueError):
                     data: dict[str, Any] = json.loads(self.stats_file.read_text())
                     return data
             time.sleep(0.02)
         raise TimeoutError(f"no stats snapshot from seqs up (running: {self.alive()})")
+
+    def _version(self) -> tuple[int, int] | None:
+        try:
+            st = self.stats_file.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
 
     def drops(self) -> dict[str, int]:
         d: dict[str, int] = self.stats()["stats"]["drops"]

@@ -80,7 +80,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="retransmissions of a segment before a TCP connection fails with ETIMEDOUT "
                    "(default: 12)")
     p.add_argument("--stats-file", metavar="PATH",
-                   help="on SIGUSR1 and at exit, write a JSON object to PATH (replaced atomically): "
+                   help="on SIGUSR1 (between two turns of the loop, so the figures agree with each other) "
+                   "and at exit, write a JSON object to PATH (replaced atomically): "
                    "'stats' (the interface counters and drops by reason), 'tcp_connections' (the number "
                    "in the TCP table, TIME-WAIT included), 'tcp_states' (that number by state), "
                    "'services' (per TCP service: port, accepted, open, bytes_in, bytes_out) and "
@@ -224,13 +225,25 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    stats_wanted = False
     if args.stats_file:
-        # The handler runs in this (the loop's) thread between two bytecodes, so
-        # it may see a turn half done; counters are read, nothing is changed.
+        # The handler runs in this (the loop's) thread between two bytecodes, possibly
+        # in the middle of a turn (a connection gone from the table, its service not yet
+        # told).  So it only asks; the snapshot is written between two turns.
         def on_usr1(signum: int, frame: types.FrameType | None) -> None:
-            write_stats(args.stats_file, stack, device, services, dhcp, http)
+            nonlocal stats_wanted
+            stats_wanted = True
+            runner.wakeup()
 
         signal.signal(signal.SIGUSR1, on_usr1)
+
+    def between_turns() -> bool:
+        nonlocal stats_wanted
+        if stats_wanted:
+            stats_wanted = False
+            write_stats(args.stats_file, stack, device, services, dhcp, http)
+        return False  # never stops the loop: SIGINT/SIGTERM do
+
     with runner.lock:
         stack.iface.announce()
         runner.flush()
@@ -238,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
         ready()
     clean = False
     try:
-        runner.run()
+        runner.run(until=between_turns if args.stats_file else None)
         clean = True
     finally:
         # Connections first, the lease last: the peers' ACKs of our FINs must still find
