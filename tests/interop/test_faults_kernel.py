@@ -15,6 +15,8 @@
   kernel's RST empties seqs' connection table and the service keeps serving.
 * close() right after a large write (chargen with ``--chargen-limit``)
   delivers every byte before the FIN.
+* A ``--stats-file`` snapshot that cannot be written (its directory removed)
+  is logged, and ``seqs up`` keeps serving.
 * SIGTERM with open connections: every peer sees FIN (an orderly EOF), not
   silence and not a reset.  SIGINT to a ``seqs up --dhcp`` holding a lease from
   dnsmasq and four connections: the lease is released (dnsmasq sees
@@ -25,9 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pathlib
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -300,6 +304,27 @@ def test_kernel_client_killed_mid_transfer_frees_the_seqs_up_connection(tmp_path
         assert host.alive()
         r = host.ns.python(TCP_ECHO_ONCE, host.ip, str(ECHO), timeout=30)
         assert r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+def test_a_stats_snapshot_that_cannot_be_written_is_logged_and_the_host_keeps_serving(
+        tmp_path: pathlib.Path) -> None:
+    """SIGUSR1 while the --stats-file directory is gone: one line on stderr, no exit; the
+    next snapshot, once the directory is back, is written as usual."""
+    where = tmp_path / "snapshots"
+    where.mkdir()
+    with seqs_up(where, ["--tcp-echo", str(ECHO)]) as host:
+        assert host.stats()["tcp_connections"] == 0
+        shutil.rmtree(where)
+        os.kill(host.proc.pid, signal.SIGUSR1)
+        time.sleep(0.5)  # a turn or more: the snapshot was attempted
+        assert host.alive()
+        r = host.ns.python(TCP_ECHO_ONCE, host.ip, str(ECHO), timeout=30)
+        assert r.stdout.strip() == "ok", r.stdout + r.stderr
+        where.mkdir()
+        assert host.stats()["services"][0]["accepted"] == 1
+        code, _out, err = host.proc.stop()
+        assert code == 0, err
+        assert re.search(r"--stats-file: .*No such file or directory", err), err
 
 
 TCP_ECHO_ONCE = r"""

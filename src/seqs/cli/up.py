@@ -81,7 +81,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    "(default: 12)")
     p.add_argument("--stats-file", metavar="PATH",
                    help="on SIGUSR1 (between two turns of the loop, so the figures agree with each other) "
-                   "and at exit, write a JSON object to PATH (replaced atomically): "
+                   "and at exit, write a JSON object to PATH (replaced atomically; a SIGUSR1 snapshot that "
+                   "cannot be written is logged and the host keeps running): "
                    "'stats' (the interface counters and drops by reason), 'tcp_connections' (the number "
                    "in the TCP table, TIME-WAIT included), 'tcp_states' (that number by state), "
                    "'services' (per TCP service: port, accepted, open, bytes_in, bytes_out) and "
@@ -241,7 +242,10 @@ def run(args: argparse.Namespace) -> int:
         nonlocal stats_wanted
         if stats_wanted:
             stats_wanted = False
-            write_stats(args.stats_file, stack, device, services, dhcp, http)
+            try:
+                write_stats(args.stats_file, stack, device, services, dhcp, http)
+            except OSError as e:  # a snapshot that cannot be written must not end the host
+                log.error("--stats-file: %s", e)
         return False  # never stops the loop: SIGINT/SIGTERM do
 
     with runner.lock:
