@@ -14,10 +14,21 @@ wrong, pinned here on virtual time with a scripted peer (see ``tcp_script.py``).
    out of Linux's receive window and dropped (TcpExtBeyondWindow), Linux never
    learnt what seqs had received, and both ends backed off until the
    application timed out.
+4. With 5 % of every fault each way (tests/interop/test_faults_kernel.py), an
+   echo transfer stopped for good about once in fifteen runs.  Two things
+   combined:
+   - seqs rounded its scaled window down, so the right edge Linux saw moved
+     back by a few bytes. Linux had filled the window, so its ACKs carried
+     SEG.SEQ = the old edge, and seqs rejected them as beyond the window;
+   - an RTO had rewound seqs' SND.NXT, so seqs' own ACKs started below Linux's
+     RCV.NXT, and Linux ignored them as old duplicates.
+   Neither side learnt what the other had received, and both backed off
+   until the client gave up.
 """
 
 from __future__ import annotations
 
+from seqs.tcp.connection import TcpConfig
 from tcp_script import DUT_IP, PEER_IP, Dut, Peer, TcpOptions
 
 MTU = 1500
@@ -115,3 +126,80 @@ def test_rto_retransmission_fits_a_window_smaller_than_one_segment() -> None:
     again = p.expect("ACK", seq=301 + mss, wait=5.0)  # the RTO's retransmission
     p.assert_that(len(again.seg.payload) <= 1024,
                   f"retransmitted {len(again.seg.payload)} bytes into a window of 1024")
+
+
+def _window_filled_by_the_peer() -> tuple[Dut, Peer]:
+    """RCV.NXT = 101 and RCV.WND = 4096 (no scaling); 100 bytes of ours in flight."""
+    d = Dut()
+    p = Peer(d)
+    p.open_passive(lst=d.listen(80, config=TcpConfig(rcvbuf=4096)))
+    d.send(b"q" * 100)
+    p.expect("ACK", seq=301, ack=101, payload=b"q" * 100)
+    return d, p
+
+
+def test_a_pure_ack_at_our_right_edge_is_processed() -> None:
+    """The peer sent up to the edge we offered and we lost it: its ACKs start at
+    RCV.NXT + RCV.WND.  Their acknowledgment counts (Linux's tcp_sequence() accepts the
+    edge; RFC 9293 §3.10.7.4 makes the same allowance at a zero window)."""
+    d, p = _window_filled_by_the_peer()
+    conn = d.conn
+    assert conn is not None and conn.rcv_adv - conn.rcv_nxt == 4096
+    p.send("ACK", 101 + 4096, 401)
+    assert conn.snd_una == 401
+    p.expect_nothing()
+    assert not d.stack.stats.drops.get("tcp_unacceptable_segment"), d.stack.stats.drops
+
+
+def test_data_at_our_right_edge_is_dropped_but_its_ack_counts() -> None:
+    d, p = _window_filled_by_the_peer()
+    conn = d.conn
+    assert conn is not None
+    p.send("ACK", 101 + 4096, 401, payload=b"beyond")
+    assert conn.snd_una == 401 and conn.rcv_nxt == 101 and conn.unread == 0
+    p.expect("ACK", seq=401, ack=101, window=4096)
+    assert d.stack.stats.drops["tcp_data_beyond_window"] == 1
+
+
+def test_an_ack_at_the_edge_we_offered_counts_after_rounding_moved_it_back() -> None:
+    """RFC 7323 §2.4: the window field counts units of 2**shift, so after segments whose
+    lengths are no multiple of that the edge the peer sees lies a few bytes short of the
+    one we offered first.  A peer that had filled the window sends its ACKs at that first
+    edge (Linux did), and they count."""
+    d = Dut()
+    p = Peer(d)
+    conn = p.open_passive(options=TcpOptions(mss=1460, wscale=2))
+    shift = conn.rcv_wscale
+    assert shift > 0
+    d.send(b"q" * 100)
+    first = p.expect("ACK", seq=301, ack=101, payload=b"q" * 100)
+    offered = 101 + (first.seg.window << shift)
+    assert offered == conn.rcv_adv
+    seq, edges = 101, []
+    for _ in range(6):
+        p.send("ACK", seq, 301, payload=b"e" * 1001)
+        seq += 1001
+        d.advance(0.5)  # the delayed ACK, if any
+        edges += [s.seg.ack + (s.seg.window << shift) for s in p.drain()]
+    assert conn.rcv_adv == offered and edges and max(edges) < offered, edges  # rounding moved it back
+    assert conn.unread == 6 * 1001 <= conn.config.rcvbuf
+    p.send("ACK", offered, 401)  # the peer's SND.NXT is the edge it was offered
+    assert conn.snd_una == 401
+    assert not d.stack.stats.drops.get("tcp_unacceptable_segment"), d.stack.stats.drops
+
+
+def test_a_pure_ack_after_an_rto_starts_at_snd_max() -> None:
+    """The RTO rewound SND.NXT (go back N), but the peer may hold everything up to
+    SND.MAX: an ACK starting below its RCV.NXT would be an old duplicate to it."""
+    d = Dut()
+    p = Peer(d)
+    conn = p.open_passive()
+    mss = conn.snd_mss
+    d.send(b"z" * 3 * mss)
+    assert len(p.drain()) == 3
+    p.expect("ACK", seq=301, data_len=mss, wait=5.0)  # the RTO's retransmission
+    assert conn.snd_nxt == 301 + mss and conn.snd_max == 301 + 3 * mss
+    p.send("ACK", 101, 301, payload=b"d" * 100)  # data from the peer, acknowledging nothing new
+    d.advance(0.5)
+    acks = [s for s in p.drain() if not s.seg.payload]
+    assert acks and all(s.seg.seq == 301 + 3 * mss and s.seg.ack == 201 for s in acks), acks

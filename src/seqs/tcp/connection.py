@@ -771,14 +771,22 @@ class TcpConnection(Notifier):
             ok = False
         else:
             ok = (rn <= seq < rn + rcv_wnd) or (rn <= seq + seglen - 1 < rn + rcv_wnd)
-        if not ok and rcv_wnd <= 0 and seq == rn and flags & ACK and not flags & (SYN | RST):
-            # A zero window takes no data, "but special allowance should be made to accept
-            # valid ACKs" (same section): go on as if it were empty, and answer with our window.
-            self.stats.drop("tcp_zero_window_data")
+        if not ok and seq == (rn + rcv_wnd if rcv_wnd > 0 else rn) and flags & ACK and not flags & (SYN | RST):
+            # The segment starts at our right edge.  A zero window takes no data, "but special
+            # allowance should be made to accept valid ACKs" (same section); the same holds
+            # for a peer that filled the window we offered, whose pure ACKs then carry
+            # SEG.SEQ = our RCV.NXT + RCV.WND (Linux's tcp_sequence() accepts the edge too):
+            # rejecting them would ignore its acknowledgments for as long as we lag behind
+            # (a deadlock once both sides retransmit).  Go on as if it were empty, and answer
+            # with our window if it carried data or is a zero-window probe.
+            if plen or flags & FIN:
+                self.stats.drop("tcp_zero_window_data" if rcv_wnd <= 0 else "tcp_data_beyond_window")
+                self._ack_now = True
+            elif rcv_wnd <= 0:
+                self._ack_now = True
             payload = payload[:0]
             plen = 0
             flags &= ~FIN
-            self._ack_now = True
             ok = True
         if not ok:
             if st == TIME_WAIT and flags & FIN and not flags & RST:
@@ -1474,11 +1482,15 @@ class TcpConnection(Notifier):
             self._arm(when)
 
     def _send_ack(self, now: float) -> None:
-        seq = self.snd_nxt
+        # After an RTO rewound SND.NXT (go back N), the peer may already hold data up to
+        # SND.MAX; an ACK starting below its RCV.NXT is an old duplicate to it and its
+        # acknowledgment and window are ignored (Linux drops it by its tcp_sequence()).
+        # So a pure ACK starts at SND.MAX, as in BSD's tcp_output().
+        seq = self.snd_max
         # A peer drops a segment that starts beyond its window, pure ACKs included
-        # (RFC 9293 §3.10.7.4, first check), so if SND.NXT went past the right edge (the
-        # peer shrank its window after we sent) the ACK starts at the edge instead, as
-        # Linux's tcp_acceptable_seq() does.
+        # (RFC 9293 §3.10.7.4, first check), so if that went past the right edge (the
+        # peer shrank its window after we sent, or a zero-window probe) the ACK starts at
+        # the edge instead, as Linux's tcp_acceptable_seq() does.
         end = self.snd_una + self.snd_wnd
         if seq > end and self.state >= ESTABLISHED:
             seq = end
@@ -1655,7 +1667,11 @@ class TcpConnection(Notifier):
         """The window field for an outgoing segment.  The right edge never moves
         back (RFC 9293 §3.8.6.2.2 "shrinking the window is strongly discouraged")
         and moves forward only by a useful amount (receiver SWS avoidance, same
-        section: at least min(RCV.BUFF/2, Eff.snd.MSS))."""
+        section: at least min(RCV.BUFF/2, Eff.snd.MSS)).  Scaled, the field rounds
+        down, so the edge the peer sees may lie up to 2**shift - 1 bytes short of
+        RCV.ADV (RFC 7323 §2.4); rounding up instead would let a peer sending
+        small segments creep the edge past the buffer.  RCV.ADV stays what we
+        offered: data up to it is taken, and ACKs starting at it count."""
         rn = self.rcv_nxt
         shift = self.rcv_wscale
         free = self._window_to_advertise()
