@@ -8,12 +8,13 @@ wrong, pinned here on virtual time with a scripted peer (see ``tcp_script.py``).
    on its own data.  Counting only RFC 5681's duplicate ACKs (no data, window
    unchanged) missed both, so a loss waited for the RTO instead of a fast
    retransmit: 15 of 26 RTOs in a 20 MB transfer with 2 % loss.
-3. (open) An RTO retransmitted a full segment into a window smaller than one
+3. An RTO retransmitted a full segment into a window smaller than one
    (tests/interop/test_api_kernel.py, 20 concurrent echoes).  SND.NXT then lay
    beyond the window's right edge, so every ACK seqs sent (SEQ=SND.NXT) was
    out of Linux's receive window and dropped (TcpExtBeyondWindow), Linux never
    learnt what seqs had received, and both ends backed off until the
-   application timed out.
+   application timed out.  Now retransmissions stay within the window and an
+   ACK starts at the window's edge at the latest.
 4. With 5 % of every fault each way (tests/interop/test_faults_kernel.py), an
    echo transfer stopped for good about once in fifteen runs.  Two things
    combined:
