@@ -778,11 +778,10 @@ class TcpConnection(Notifier):
             # SEG.SEQ = our RCV.NXT + RCV.WND (Linux's tcp_sequence() accepts the edge too):
             # rejecting them would ignore its acknowledgments for as long as we lag behind
             # (a deadlock once both sides retransmit).  Go on as if it were empty, and answer
-            # with our window if it carried data or is a zero-window probe.
+            # with our window if it carried data or FIN (a zero-window probe among them).
+            # An empty one at a zero window never gets here: the table took it above.
             if plen or flags & FIN:
                 self.stats.drop("tcp_zero_window_data" if rcv_wnd <= 0 else "tcp_data_beyond_window")
-                self._ack_now = True
-            elif rcv_wnd <= 0:
                 self._ack_now = True
             payload = payload[:0]
             plen = 0
@@ -1664,8 +1663,8 @@ class TcpConnection(Notifier):
         return l2
 
     def _advertise(self) -> int:
-        """The window field for an outgoing segment.  The right edge never moves
-        back (RFC 9293 §3.8.6.2.2 "shrinking the window is strongly discouraged")
+        """The window field for an outgoing segment.  RCV.ADV, the right edge we
+        offered, never moves back (RFC 9293 §3.8.6.2.2 "shrinking the window is strongly discouraged")
         and moves forward only by a useful amount (receiver SWS avoidance, same
         section: at least min(RCV.BUFF/2, Eff.snd.MSS)).  Scaled, the field rounds
         down, so the edge the peer sees may lie up to 2**shift - 1 bytes short of
