@@ -28,13 +28,11 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parents[1])]
 
 from tests.interop.reliability import seqs_up  # noqa: E402
-from tests.interop.test_faults_kernel import ECHO, ECHO_TRANSFER  # noqa: E402
+from tests.interop.test_faults_kernel import ECHO, ECHO_TRANSFER, fault_args  # noqa: E402
 
 
 def one_run(where: pathlib.Path, level: float, size: int) -> dict[str, object]:
-    p = str(level)  # the same options as the test's, seed included
-    args = ["--tcp-echo", str(ECHO), "--loss", p, "--reorder", p, "--duplicate", p, "--corrupt", p,
-            "--fault-seed", "42", "--pcap", str(where / "seqs.pcap")]
+    args = ["--tcp-echo", str(ECHO), *fault_args(level), "--pcap", str(where / "seqs.pcap")]
     with seqs_up(where, args) as host:
         client = host.ns.popen([sys.executable, "-c", ECHO_TRANSFER, host.ip, str(size), "30"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)

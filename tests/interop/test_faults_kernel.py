@@ -101,14 +101,18 @@ def kernel_csum_errors(ns_run: object) -> int:
 LEVELS = ((0.0, 4 * MB), (0.01, 4 * MB), (0.02, 4 * MB), (0.05, 16 * MB))
 
 
+def fault_args(p: float) -> list[str]:
+    """``seqs up`` options for loss, reordering, duplication and corruption at ``p`` each
+    way, seeded (also used by repeat_faults.py, so a repeated run is this test's)."""
+    return ["--loss", str(p), "--reorder", str(p), "--duplicate", str(p), "--corrupt", str(p),
+            "--fault-seed", "42"]
+
+
 def echo_through_faults(tmp_path: pathlib.Path, p: float, size: int) -> dict[str, Any]:
     """One ``seqs up --tcp-echo`` with loss, reordering, duplication and corruption at ``p``
     each way; a kernel client pushes ``size`` bytes through it.  Checks the transfer is
     intact and, if ``p``, that both sides' checksums caught corrupted frames."""
-    args = ["--tcp-echo", str(ECHO)]
-    if p:
-        args += ["--loss", str(p), "--reorder", str(p), "--duplicate", str(p), "--corrupt", str(p),
-                 "--fault-seed", "42"]
+    args = ["--tcp-echo", str(ECHO), *(fault_args(p) if p else [])]
     tmp_path.mkdir(parents=True, exist_ok=True)
     with seqs_up(tmp_path, args) as host:
         # bounded: 30 s without a byte ends the client, and the whole transfer has 150 s
